@@ -1,0 +1,547 @@
+"""Scene-based video frame extractor: the SQS-triggered Lambda handler and the local CLI.
+
+Each SQS message names one video: {"shortcode": "...", "platform": "..."}. For each,
+in this order (one function per stage below):
+
+    validate -> check_status -> download -> extract_frames -> upload -> mark_done
+
+The frame logic itself lives in `extract.py` and touches no cloud. Every message ends
+in exactly one fate, decided in one place (`handle_record`):
+
+- extracted, or skipped (already extracted, duplicate in the batch)  -> acknowledged;
+- a PermanentError (bad video, missing object, unknown video, not downloaded)
+  -> an `extraction_errors` row, then acknowledged;
+- a RetryableError (S3 or Supabase unreachable, the Lambda deadline), a malformed
+  body, or anything unexpected -> `batchItemFailures`: SQS delivers it again and,
+  after maxReceiveCount, moves it to the dead-letter queue. Nothing is dropped.
+
+Run locally: `python3 app.py VIDEO [-o OUT_DIR]` (see `main` at the bottom).
+"""
+
+import argparse
+import contextvars
+import json
+import logging
+import os
+import re
+import shutil
+import sys
+import tempfile
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from datetime import datetime, timezone
+
+import config
+from extract import ProgressBar, Settings, VideoError, extract
+
+# --- Errors: a stage and a cause; the type decides the message's fate ----------------------
+
+
+class StageError(Exception):
+    """A record failed at `stage` because of `cause` (a short human sentence)."""
+
+    retryable = False
+
+    def __init__(self, stage, cause):
+        self.stage, self.cause = stage, str(cause)
+        super().__init__(f"{stage}: {cause}")
+
+
+class PermanentError(StageError):
+    """Retrying cannot help: record it in extraction_errors and acknowledge the message."""
+
+
+class RetryableError(StageError):
+    """A passing fault (network, 5xx, timeout, deadline): return the message to SQS."""
+
+    retryable = True
+
+
+class Skip(Exception):
+    """Nothing to do for this message; `record` says whether it deserves an error row."""
+
+    def __init__(self, stage, reason, record=False):
+        self.stage, self.reason, self.record = stage, reason, record
+        super().__init__(reason)
+
+
+class InvalidMessage(Exception):
+    """The body is not a valid request. It cannot be fixed by retrying, but it must not
+    vanish either: it goes back to SQS and so, in the end, to the dead-letter queue."""
+
+
+# --- Structured logs: one JSON line per event, with the record's context ---------------------
+
+_context = {name: contextvars.ContextVar(name, default=None)
+            for name in ("message_id", "shortcode", "platform", "stage")}
+
+
+class JsonFormatter(logging.Formatter):
+    """Formats a record as one JSON line. The context lives in contextvars, so lines from
+    concurrent records never mix up their shortcodes. Known secrets are masked."""
+
+    def format(self, record):
+        line = {"ts": round(record.created, 3), "level": record.levelname, "msg": record.getMessage()}
+        line.update({name: var.get() for name, var in _context.items()})
+        line.update(getattr(record, "fields", {}))
+        if record.exc_info and config.DEBUG:
+            line["traceback"] = self.formatException(record.exc_info)
+        return _mask(json.dumps(line, default=str))
+
+
+def _mask(text):
+    for secret in (config.SUPABASE_KEY, os.environ.get("AWS_SECRET_ACCESS_KEY"), os.environ.get("AWS_SESSION_TOKEN")):
+        if secret and len(secret) >= 8:
+            text = text.replace(secret, "***")
+    return text
+
+
+log = logging.getLogger("extractor")
+if not log.handlers:
+    _handler = logging.StreamHandler(sys.stdout)
+    _handler.setFormatter(JsonFormatter())
+    log.addHandler(_handler)
+    log.propagate = False
+log.setLevel(logging.DEBUG if config.DEBUG else logging.INFO)
+
+
+def emit(level, msg, **fields):
+    log.log(level, msg, extra={"fields": fields})
+
+
+def set_stage(stage):
+    _context["stage"].set(stage)
+
+
+# --- Clients: created once per process, imported on first use ------------------------------
+# Performance: boto3 and supabase take most of a cold start to import; the local CLI
+# never needs them, and the handler pays for them only once.
+
+_clients = {}
+_clients_lock = threading.Lock()
+
+
+def s3():
+    with _clients_lock:
+        if "s3" not in _clients:
+            import boto3
+            from botocore.config import Config
+
+            _clients["s3"] = boto3.client("s3", config=Config(
+                retries={"total_max_attempts": config.S3_RETRIES, "mode": "standard"},
+                connect_timeout=config.S3_CONNECT_TIMEOUT,
+                read_timeout=config.S3_READ_TIMEOUT,
+                max_pool_connections=max(10, config.UPLOAD_WORKERS * config.CONCURRENCY_LIMIT),
+            ))
+        return _clients["s3"]
+
+
+def supabase():
+    with _clients_lock:
+        if "supabase" not in _clients:
+            import httpx
+            from supabase import ClientOptions, create_client
+
+            config.require("SUPABASE_URL", "SUPABASE_KEY")
+            # supabase-py truncates a float timeout to an int: pass an httpx.Timeout.
+            # Its own retries sleep 1+2+4 s; ours (SUPABASE_RETRIES) are shorter.
+            options = ClientOptions(postgrest_client_timeout=httpx.Timeout(config.SUPABASE_TIMEOUT),
+                                    postgrest_client_retry=False)
+            _clients["supabase"] = create_client(config.SUPABASE_URL, config.SUPABASE_KEY, options)
+        return _clients["supabase"]
+
+
+def reset_clients():
+    """Forget the clients (tests point the service at another server)."""
+    with _clients_lock:
+        _clients.clear()
+
+
+def with_retries(stage, what, call, attempts, delay, permanent=lambda err: None):
+    """Run `call()`, retrying passing failures. `permanent(err)` may turn an error into a
+    PermanentError message instead (e.g. a 404); anything else left after the last
+    attempt becomes a RetryableError."""
+    for attempt in range(1, attempts + 1):
+        try:
+            return call()
+        except StageError:
+            raise
+        except Exception as err:  # noqa: BLE001 - classified right here
+            reason = permanent(err)
+            if reason:
+                raise PermanentError(stage, reason) from None
+            emit(logging.WARNING, f"{what} failed", attempt=attempt, attempts=attempts, error=_describe(err))
+            if attempt == attempts:
+                raise RetryableError(stage, f"{what} failed after {attempts} attempts: {_describe(err)}") from None
+            time.sleep(delay)
+
+
+def _describe(err):
+    text = str(err) or type(err).__name__
+    return f"{type(err).__name__}: {text}"[:500]
+
+
+def _s3_status(err):
+    return getattr(err, "response", {}).get("ResponseMetadata", {}).get("HTTPStatusCode")
+
+
+# --- The deadline --------------------------------------------------------------------------
+
+
+class Deadline:
+    """Lambda's remaining time. MIN_REMAINING_MS is kept for cleanup and reporting: no
+    record starts, and no decoding goes on, inside it. Without a context: no deadline."""
+
+    def __init__(self, context):
+        self.remaining_ms = getattr(context, "get_remaining_time_in_millis", None)
+
+    def expired(self):
+        return self.remaining_ms is not None and self.remaining_ms() < config.MIN_REMAINING_MS
+
+    def check(self, stage="extract"):
+        if self.expired():
+            raise RetryableError(stage, f"less than MIN_REMAINING_MS={config.MIN_REMAINING_MS} ms left before the Lambda timeout")
+
+
+# --- Stages ----------------------------------------------------------------------------------
+
+SHORTCODE = re.compile(r"[A-Za-z0-9_-]{1,64}")
+PLATFORM = re.compile(r"[a-z0-9_-]{1,32}")
+MAX_BODY_BYTES = 4096
+
+
+def validate(body):
+    """Stage 1: parse the body into (shortcode, platform). Both go into S3 keys, so only
+    plain ASCII letters, digits, '_' and '-' get through: no '/', '..', spaces or
+    look-alike characters."""
+    if not isinstance(body, str) or len(body.encode("utf-8", "replace")) > MAX_BODY_BYTES:
+        raise InvalidMessage(f"body must be a JSON object of at most {MAX_BODY_BYTES} bytes")
+    try:
+        data = json.loads(body, object_pairs_hook=_no_duplicate_keys)
+    except ValueError as err:
+        raise InvalidMessage(f"body is not valid JSON ({str(err)[:80]})") from None
+    if not isinstance(data, dict):
+        raise InvalidMessage(f"body must be a JSON object, got {type(data).__name__}")
+    extra = sorted(set(data) - {"shortcode", "platform"})
+    if extra:
+        raise InvalidMessage(f"unexpected field(s): {', '.join(extra)[:100]}")
+    shortcode, platform = data.get("shortcode"), data.get("platform")
+    if not isinstance(shortcode, str) or not SHORTCODE.fullmatch(shortcode):
+        raise InvalidMessage("shortcode must be 1-64 characters of A-Z a-z 0-9 _ -")
+    if not isinstance(platform, str) or not PLATFORM.fullmatch(platform):
+        raise InvalidMessage("platform must be 1-32 characters of a-z 0-9 _ -")
+    if config.ALLOWED_PLATFORMS and platform not in config.ALLOWED_PLATFORMS:
+        raise InvalidMessage(f"platform {platform!r} is not in ALLOWED_PLATFORMS")
+    return shortcode, platform
+
+
+def _no_duplicate_keys(pairs):
+    keys = [key for key, _ in pairs]
+    if len(keys) != len(set(keys)):
+        raise ValueError("duplicate keys")
+    return dict(pairs)
+
+
+def check_status(shortcode, platform):
+    """Stage 2: is the video downloaded and not yet extracted?"""
+    def read():
+        return (supabase().table(config.VIDEOS_TABLE).select("is_downloaded,is_extracted")
+                .eq("code", shortcode).eq("platform", platform).limit(1).execute())
+
+    rows = with_retries("status", "status read", read, config.SUPABASE_RETRIES, config.SUPABASE_RETRY_DELAY).data
+    if not rows:
+        raise PermanentError("status", f"no row in {config.VIDEOS_TABLE} for this video")
+    if rows[0].get("is_extracted"):
+        raise Skip("status", "already extracted")
+    if not rows[0].get("is_downloaded"):
+        raise Skip("status", "video is not downloaded yet", record=True)
+
+
+def download(shortcode, platform, workdir, deadline):
+    """Stage 3: fetch `{platform}/{code}/video.mp4` into the record's temp folder, after
+    checking its size against MAX_VIDEO_BYTES and the free space there."""
+    bucket, key = config.S3_BUCKET_VIDEOS, f"{platform}/{shortcode}/video.mp4"
+    path = os.path.join(workdir, "video.mp4")
+
+    def missing(err):
+        if _s3_status(err) == 404 or getattr(err, "response", {}).get("Error", {}).get("Code") in ("404", "NoSuchKey", "NoSuchBucket"):
+            return f"s3://{bucket}/{key} does not exist"
+        return None
+
+    head = with_retries("download", "S3 head_object",
+                        lambda: s3().head_object(Bucket=bucket, Key=key),
+                        config.S3_RETRIES, config.S3_RETRY_DELAY, permanent=missing)
+    size = head["ContentLength"]
+    if size > config.MAX_VIDEO_BYTES:
+        raise PermanentError("download", f"video is {size} bytes, over MAX_VIDEO_BYTES={config.MAX_VIDEO_BYTES}")
+    if size == 0:
+        raise PermanentError("download", f"s3://{bucket}/{key} is empty (0 bytes)")
+    free = shutil.disk_usage(workdir).free
+    if size * 1.5 > free:  # the video plus room for its frames
+        raise RetryableError("download", f"not enough temp space: video is {size} bytes, {free} free")
+
+    def fetch():
+        deadline.check("download")
+        s3().download_file(bucket, key, path)
+        got = os.path.getsize(path)
+        if got != size:
+            raise OSError(f"downloaded {got} bytes, expected {size}")
+
+    with_retries("download", "S3 download", fetch, config.S3_RETRIES, config.S3_RETRY_DELAY, permanent=missing)
+    emit(logging.DEBUG, "downloaded", bytes=size)
+    return path
+
+
+def extract_frames(video_path, frames_dir, deadline):
+    """Stage 4: scenes -> JPEGs and manifest.json in `frames_dir` (see extract.py)."""
+    settings = Settings(threshold=config.SCENE_THRESHOLD, min_scene_len=config.MIN_SCENE_LEN,
+                        min_frames=config.MIN_FRAMES, max_frames=config.MAX_FRAMES,
+                        jpeg_quality=config.JPEG_QUALITY)
+    try:
+        return extract(video_path, frames_dir, settings, check=deadline.check, contact_sheet=False)
+    except VideoError as err:
+        raise PermanentError("extract", err.problem) from None
+
+
+def upload(shortcode, platform, frames_dir, manifest):
+    """Stage 5: put the JPEGs in parallel, then manifest.json, then delete frames that an
+    earlier run left with a higher index. The manifest goes last: a reader who finds it
+    finds every frame it lists."""
+    bucket, prefix = config.S3_BUCKET_FRAMES, f"{platform}/{shortcode}/frames/"
+
+    def put(name, content_type):
+        def call():
+            with open(os.path.join(frames_dir, name), "rb") as body:
+                s3().put_object(Bucket=bucket, Key=prefix + name, Body=body, ContentType=content_type)
+        with_retries("upload", f"S3 put {name}", call, config.S3_RETRIES, config.S3_RETRY_DELAY)
+
+    names = [frame["file"] for frame in manifest["frames"]]
+    context = contextvars.copy_context()
+    with ThreadPoolExecutor(max_workers=config.UPLOAD_WORKERS) as pool:
+        # Each thread runs in a copy of this record's log context.
+        futures = [pool.submit(context.copy().run, put, name, "image/jpeg") for name in names]
+        for future in futures:
+            future.result()
+    put("manifest.json", "application/json")
+
+    def stale():
+        found = []
+        for page in s3().get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix):
+            for item in page.get("Contents", []):
+                match = re.fullmatch(r"(\d+)\.jpg", item["Key"][len(prefix):])
+                if match and int(match.group(1)) >= len(names):
+                    found.append({"Key": item["Key"]})
+        for start in range(0, len(found), 1000):
+            s3().delete_objects(Bucket=bucket, Delete={"Objects": found[start:start + 1000], "Quiet": True})
+        return len(found)
+
+    removed = with_retries("upload", "S3 stale frame cleanup", stale, config.S3_RETRIES, config.S3_RETRY_DELAY)
+    emit(logging.DEBUG, "uploaded", frames=len(names), stale_removed=removed)
+
+
+def mark_done(shortcode, platform, frame_count):
+    """Stage 6: is_extracted, frame_count, extracted_at. supabase-py answers a PATCH that
+    matched no row with an empty list and no error: that is an error here."""
+    def update():
+        return (supabase().table(config.VIDEOS_TABLE)
+                .update({"is_extracted": True, "frame_count": frame_count, "extracted_at": _now()})
+                .eq("code", shortcode).eq("platform", platform).execute())
+
+    rows = with_retries("mark_done", "status update", update, config.SUPABASE_RETRIES, config.SUPABASE_RETRY_DELAY).data
+    if not rows:
+        raise RetryableError("mark_done", f"the update matched no row in {config.VIDEOS_TABLE} (row deleted, or the key may not update it)")
+
+
+def record_error(shortcode, platform, stage, error, message_id):
+    """Write an extraction_errors row. If this fails, the caller returns the message to
+    SQS: an error that was not recorded must not be acknowledged."""
+    row = {"code": shortcode, "platform": platform, "stage": stage, "error": error[:2000], "message_id": message_id}
+    with_retries("record_error", "error row insert",
+                 lambda: supabase().table(config.ERRORS_TABLE).insert(row).execute(),
+                 config.SUPABASE_RETRIES, config.SUPABASE_RETRY_DELAY)
+
+
+def _now():
+    return datetime.now(timezone.utc).isoformat()
+
+
+# --- One record, start to finish ------------------------------------------------------------
+
+
+def process_video(shortcode, platform, deadline):
+    """The pipeline for one valid request. Returns the number of frames uploaded."""
+    set_stage("status")
+    check_status(shortcode, platform)
+    workdir = tempfile.mkdtemp(prefix=TEMP_PREFIX, dir=config.TMP_DIR or None)
+    try:
+        set_stage("download")
+        video_path = download(shortcode, platform, workdir, deadline)
+        set_stage("extract")
+        deadline.check("extract")
+        manifest = extract_frames(video_path, os.path.join(workdir, "frames"), deadline)
+        os.remove(video_path)  # Free /tmp space before the upload.
+        set_stage("upload")
+        deadline.check("upload")
+        upload(shortcode, platform, os.path.join(workdir, "frames"), manifest)
+        set_stage("mark_done")
+        mark_done(shortcode, platform, len(manifest["frames"]))
+        return len(manifest["frames"])
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)
+
+
+def handle_record(record, request, deadline, duplicate=False):
+    """Run one SQS record and decide its fate. Never raises.
+
+    `request` is what `validate` made of the body: (shortcode, platform), or the
+    InvalidMessage it raised."""
+    message_id = record.get("messageId")
+    _context["message_id"].set(message_id)
+    shortcode, platform = request if isinstance(request, tuple) else (None, None)
+    _context["shortcode"].set(shortcode)
+    _context["platform"].set(platform)
+    set_stage("validate")
+    started = time.monotonic()
+    result = {"message_id": message_id, "shortcode": shortcode, "platform": platform,
+              "status": None, "frames": None, "seconds": None, "stage": None, "error": None}
+
+    def finish(status, level, msg, stage=None, error=None, frames=None):
+        result.update(status=status, stage=stage, error=error, frames=frames,
+                      seconds=round(time.monotonic() - started, 3))
+        emit(level, msg, status=status, frames=frames, error=error, seconds=result["seconds"])
+        return result
+
+    if isinstance(request, InvalidMessage):
+        return finish("invalid", logging.ERROR, "malformed message: returned to SQS for the dead-letter queue",
+                      stage="validate", error=str(request))
+    if duplicate:
+        return finish("duplicate", logging.INFO, "duplicate of an earlier record in this batch: skipped")
+    try:
+        if deadline.expired():
+            raise RetryableError("start", "too close to the Lambda timeout to start")
+        emit(logging.INFO, "started")
+        frames = process_video(shortcode, platform, deadline)
+        return finish("extracted", logging.INFO, "extracted", frames=frames)
+    except Skip as skip:
+        if skip.record:
+            try:
+                record_error(shortcode, platform, skip.stage, skip.reason, message_id)
+            except RetryableError as err:
+                return finish("retry", logging.ERROR, "could not record the skip: retrying", err.stage, err.cause)
+        return finish("skipped", logging.INFO, f"skipped: {skip.reason}", stage=skip.stage, error=skip.reason if skip.record else None)
+    except PermanentError as err:
+        try:
+            record_error(shortcode, platform, err.stage, err.cause, message_id)
+        except RetryableError as failed:
+            return finish("retry", logging.ERROR, "permanent error not recorded: retrying", err.stage,
+                          f"{err.cause} (and recording it failed: {failed.cause})")
+        return finish("error", logging.ERROR, "permanent error recorded", err.stage, err.cause)
+    except RetryableError as err:
+        return finish("retry", logging.WARNING, "retryable error: returned to SQS", err.stage, err.cause)
+    except Exception as err:  # noqa: BLE001 - a bug must not lose the message
+        log.error("unexpected error: returned to SQS", exc_info=True,
+                  extra={"fields": {"error": _describe(err)}})
+        return finish("retry", logging.ERROR, "unexpected error", _context["stage"].get(), _describe(err))
+
+
+# --- The handler -----------------------------------------------------------------------------
+
+TEMP_PREFIX = "extract-"
+RETRY_STATUSES = ("retry", "invalid")
+
+
+def lambda_handler(event, context):
+    """SQS batch in, partial batch response out.
+
+    Records run CONCURRENCY_LIMIT at a time. Returns {"batchItemFailures": [...],
+    "results": [...]}: the failures go back to the queue, everything else is deleted.
+    """
+    records = [r for r in (event or {}).get("Records", []) if isinstance(r, dict)]
+    deadline = Deadline(context)
+    _remove_stale_temp_folders()
+    jobs, seen = [], set()
+    for record in records:
+        try:
+            request = validate(record.get("body"))
+        except InvalidMessage as err:
+            request = err
+        jobs.append((record, request, deadline, request in seen))
+        if isinstance(request, tuple):
+            seen.add(request)
+
+    with ThreadPoolExecutor(max_workers=config.CONCURRENCY_LIMIT) as pool:
+        # Each record runs in a fresh log context of its own.
+        futures = [pool.submit(contextvars.Context().run, handle_record, *job) for job in jobs]
+        results = [future.result() for future in futures]
+    failures = [{"itemIdentifier": r["message_id"]} for r in results if r["status"] in RETRY_STATUSES]
+    return {"batchItemFailures": failures, "results": results}
+
+
+def _remove_stale_temp_folders():
+    """Lambda keeps /tmp between invocations; a killed one may have left its folder.
+    No record of this process is running when a new invocation starts."""
+    root = config.TMP_DIR or tempfile.gettempdir()
+    try:
+        names = os.listdir(root)
+    except OSError:
+        return
+    for name in names:
+        if name.startswith(TEMP_PREFIX):
+            shutil.rmtree(os.path.join(root, name), ignore_errors=True)
+
+
+# --- Local CLI ------------------------------------------------------------------------------
+
+
+def _number(kind, minimum):
+    def parse(text):
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+        if value < minimum:
+            raise argparse.ArgumentTypeError(f"must be at least {minimum}, got {text}")
+        return value
+    return parse
+
+
+def main(argv=None):
+    """`python3 app.py VIDEO [-o OUT_DIR]`: the same extraction, on a local file."""
+    parser = argparse.ArgumentParser(prog="app.py", description="Extract one key frame per scene from a video.")
+    parser.add_argument("video", help="a video file")
+    parser.add_argument("-o", "--out", help="output folder (default: ./frames/<video name>/)")
+    parser.add_argument("--threshold", type=_number(float, 0), default=config.SCENE_THRESHOLD,
+                        help=f"ContentDetector threshold (default {config.SCENE_THRESHOLD})")
+    parser.add_argument("--min-frames", type=_number(int, 1), default=config.MIN_FRAMES,
+                        help=f"frames to take evenly when there are fewer scenes (default {config.MIN_FRAMES})")
+    parser.add_argument("--max-frames", type=_number(int, 0), default=config.MAX_FRAMES,
+                        help=f"keep at most this many frames, 0 for no cap (default {config.MAX_FRAMES})")
+    args = parser.parse_args(argv)
+
+    out_dir = args.out or os.path.join("frames", os.path.splitext(os.path.basename(args.video))[0])
+    settings = Settings(threshold=args.threshold, min_scene_len=config.MIN_SCENE_LEN,
+                        min_frames=args.min_frames, max_frames=args.max_frames, jpeg_quality=config.JPEG_QUALITY)
+    started = time.monotonic()
+    _remove_numbered_frames(out_dir)
+    try:
+        manifest = extract(args.video, out_dir, settings, progress=ProgressBar())
+    except VideoError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    print(f"{os.path.basename(args.video)}: {len(manifest['scenes'])} scene(s), "
+          f"{len(manifest['frames'])} frame(s) ({manifest['method']}) in {time.monotonic() - started:.1f}s "
+          f"-> {out_dir}/ (manifest.json, contact_sheet.jpg)")
+    return 0
+
+
+def _remove_numbered_frames(out_dir):
+    """A rerun with fewer scenes must not leave the old run's extra frames behind."""
+    if os.path.isdir(out_dir):
+        for name in os.listdir(out_dir):
+            if re.fullmatch(r"\d+\.jpg", name):
+                os.remove(os.path.join(out_dir, name))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

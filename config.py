@@ -1,0 +1,112 @@
+"""Settings, read once from the environment (and from `.env` when present).
+
+A flat list of typed values. A bad value fails here, at import, with a message
+that names the variable, instead of deep inside a Lambda invocation.
+Every setting is documented in `.env.sample`.
+"""
+
+import os
+import re
+
+from dotenv import load_dotenv
+
+# A real environment wins over `.env`: Lambda and CI set variables directly.
+load_dotenv(override=False)
+
+
+class ConfigError(ValueError):
+    """A setting is missing or malformed; the message names the variable."""
+
+
+def _raw(name, default):
+    value = os.environ.get(name)
+    return default if value is None or value.strip() == "" else value.strip()
+
+
+def _int(name, default, minimum=None, maximum=None):
+    raw = _raw(name, str(default))
+    try:
+        value = int(raw)
+    except ValueError:
+        raise ConfigError(f"{name} must be a whole number, got {raw!r}") from None
+    if (minimum is not None and value < minimum) or (maximum is not None and value > maximum):
+        raise ConfigError(f"{name} must be between {minimum} and {maximum}, got {value}")
+    return value
+
+
+def _float(name, default, minimum=None):
+    raw = _raw(name, str(default))
+    try:
+        value = float(raw)
+    except ValueError:
+        raise ConfigError(f"{name} must be a number, got {raw!r}") from None
+    if value != value or (minimum is not None and value < minimum):  # NaN or too small
+        raise ConfigError(f"{name} must be a number >= {minimum}, got {raw!r}")
+    return value
+
+
+def _bool(name, default):
+    raw = _raw(name, "true" if default else "false").lower()
+    if raw in ("1", "true", "yes", "on"):
+        return True
+    if raw in ("0", "false", "no", "off"):
+        return False
+    raise ConfigError(f"{name} must be true or false, got {raw!r}")
+
+
+def _scene_len(name, default):
+    """A length in frames (`15`) or seconds (`0.5s`), as PySceneDetect's min_scene_len takes it:
+    an int is a frame count, a float is seconds."""
+    raw = _raw(name, default)
+    if re.fullmatch(r"\d+", raw):
+        return int(raw)
+    match = re.fullmatch(r"(\d+(?:\.\d+)?)s", raw)
+    if match:
+        return float(match.group(1))
+    raise ConfigError(f"{name} must be a frame count like 15 or seconds like 0.5s, got {raw!r}")
+
+
+def _list(name):
+    return tuple(item.strip() for item in _raw(name, "").split(",") if item.strip())
+
+
+# --- Storage and status -------------------------------------------------------------------
+S3_BUCKET_VIDEOS = _raw("S3_BUCKET_VIDEOS", "")
+S3_BUCKET_FRAMES = _raw("S3_BUCKET_FRAMES", "")
+SUPABASE_URL = _raw("SUPABASE_URL", "")
+SUPABASE_KEY = _raw("SUPABASE_KEY", "")
+VIDEOS_TABLE = _raw("VIDEOS_TABLE", "videos")
+ERRORS_TABLE = _raw("ERRORS_TABLE", "extraction_errors")
+SUPABASE_TIMEOUT = _float("SUPABASE_TIMEOUT", 10.0, minimum=0.1)
+SUPABASE_RETRIES = _int("SUPABASE_RETRIES", 3, minimum=1, maximum=10)
+SUPABASE_RETRY_DELAY = _float("SUPABASE_RETRY_DELAY", 0.5, minimum=0.0)
+
+# --- Frame extraction ---------------------------------------------------------------------
+SCENE_THRESHOLD = _float("SCENE_THRESHOLD", 27.0, minimum=0.0)
+MIN_SCENE_LEN = _scene_len("MIN_SCENE_LEN", "15")
+MIN_FRAMES = _int("MIN_FRAMES", 3, minimum=1, maximum=1000)
+MAX_FRAMES = _int("MAX_FRAMES", 0, minimum=0, maximum=100000)
+JPEG_QUALITY = _int("JPEG_QUALITY", 90, minimum=1, maximum=100)
+
+# --- Handler ------------------------------------------------------------------------------
+CONCURRENCY_LIMIT = _int("CONCURRENCY_LIMIT", 2, minimum=1, maximum=64)
+MIN_REMAINING_MS = _int("MIN_REMAINING_MS", 30000, minimum=0)
+ALLOWED_PLATFORMS = _list("ALLOWED_PLATFORMS")
+MAX_VIDEO_BYTES = _int("MAX_VIDEO_BYTES", 1024**3, minimum=1)
+UPLOAD_WORKERS = _int("UPLOAD_WORKERS", 8, minimum=1, maximum=64)
+TMP_DIR = _raw("TMP_DIR", "")  # empty: the system temp folder (/tmp on Lambda)
+
+# --- S3 transfers -------------------------------------------------------------------------
+S3_RETRIES = _int("S3_RETRIES", 3, minimum=1, maximum=20)
+S3_RETRY_DELAY = _float("S3_RETRY_DELAY", 1.0, minimum=0.0)
+S3_CONNECT_TIMEOUT = _float("S3_CONNECT_TIMEOUT", 5.0, minimum=0.1)
+S3_READ_TIMEOUT = _float("S3_READ_TIMEOUT", 30.0, minimum=0.1)
+
+DEBUG = _bool("DEBUG", False)
+
+
+def require(*names):
+    """Fail with a clear message when a setting the caller needs is empty."""
+    missing = [name for name in names if not globals().get(name)]
+    if missing:
+        raise ConfigError(f"missing required setting(s): {', '.join(missing)} (see .env.sample)")

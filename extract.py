@@ -1,0 +1,426 @@
+"""Scene-based key frame extraction: a video file in, one JPEG per scene and a manifest out.
+
+This is the pure core of the service: no S3, no Supabase, no SQS. `app.py` calls
+`extract()` both from the Lambda handler and from the local CLI.
+
+How it works, in two passes over the file, both forward only:
+
+1. Detect. Decode every frame once, shrink it to about 256 pixels wide, and feed it to
+   PySceneDetect's `ContentDetector`, which scores how much hue, saturation and
+   brightness changed since the previous frame (`frame_score`) and reports a cut when
+   the score crosses `threshold` and the previous cut is at least `min_scene_len` away.
+   This is the same computation `scenedetect detect-content` does, so the cuts match
+   its goldens. The pass also records each frame's real timestamp (correct for
+   variable frame rate video) and which frames are keyframes.
+2. Grab. Choose frames (`select_frames`, pure) and decode again, jumping forward to the
+   keyframe before each chosen frame instead of decoding the gaps. Each chosen frame
+   is rotated upright, written as a JPEG straight away and dropped, so memory holds
+   one full-resolution frame at a time.
+
+The middle of a scene is only known once its end is found, and the frames in between
+cannot all be held in memory: hence the second, skipping pass rather than one pass.
+"""
+
+import json
+import os
+import sys
+import time
+from array import array
+from dataclasses import dataclass, field
+from fractions import Fraction
+
+import av
+import cv2
+import numpy as np
+from av.video.reformatter import Interpolation, VideoReformatter
+from scenedetect.common import FrameTimecode
+from scenedetect.detectors import ContentDetector
+
+# PySceneDetect's SceneManager shrinks frames to about this width before scoring.
+DETECT_WIDTH = 256
+# A video that decodes to fewer frames than its container declares broke down part way:
+# report it instead of passing the part off as the whole. An edit list may hide a frame
+# or two; a frame count estimated from the duration is only roughly right.
+MISSING_FRAMES_ALLOWED = 2
+MISSING_SHARE_ALLOWED = 0.01
+MISSING_SHARE_ESTIMATED = 0.1
+THUMB_WIDTH = 320
+
+
+class VideoError(Exception):
+    """The video cannot be used: not a video, no video stream, corrupt, truncated.
+
+    Permanent: retrying the same file gives the same answer. The message names the
+    file and what is wrong with it.
+    """
+
+    def __init__(self, path, problem):
+        self.path = str(path)
+        self.problem = problem
+        super().__init__(f"{os.path.basename(self.path)}: {problem}")
+
+
+@dataclass(frozen=True)
+class Settings:
+    """What decides which frames come out (from config.py in the service)."""
+
+    threshold: float = 27.0
+    min_scene_len: int | float = 15  # int: frames; float: seconds
+    min_frames: int = 3
+    max_frames: int = 0  # 0: no cap
+    jpeg_quality: int = 90
+
+
+@dataclass
+class Detection:
+    """What the detection pass learned about the video."""
+
+    width: int  # as displayed (after rotation)
+    height: int
+    rotation: int  # degrees counter-clockwise that bring a decoded frame upright
+    fps: float
+    frame_count: int
+    duration_s: float
+    cuts: list[int]  # first frame of each new scene
+    times: array = field(repr=False)  # presentation time of each frame, seconds
+    pts: array = field(repr=False)  # raw pts of each frame, for seeking in pass 2
+    keyframes: list[int] = field(repr=False, default_factory=list)
+
+
+@dataclass(frozen=True)
+class Pick:
+    frame: int
+    scene: int
+    reason: str  # "middle" or "even"
+
+
+# --- Pure frame logic ------------------------------------------------------------------------
+
+
+def scenes_from_cuts(cuts, frame_count):
+    """Turn cut frames into half-open `(start, end)` spans that tile `[0, frame_count)`.
+
+    A video with no cut is one scene.
+    """
+    bounds = [0] + sorted(c for c in set(cuts) if 0 < c < frame_count) + [frame_count]
+    return list(zip(bounds[:-1], bounds[1:]))
+
+
+def _centre(start, end):
+    """The middle frame of the half-open span [start, end)."""
+    return start + (end - start) // 2
+
+
+def _spread(items, count):
+    """`count` items taken evenly over `items`: the centres of `count` equal slices."""
+    if count <= 0 or len(items) <= count:
+        return list(items)
+    return [items[(2 * i + 1) * len(items) // (2 * count)] for i in range(count)]
+
+
+def select_frames(scenes, frame_count, min_frames, max_frames=0):
+    """Choose the frames to save.
+
+    The middle frame of each scene. With fewer than `min_frames` scenes, `min_frames`
+    evenly spaced frames instead (the centres of equal slices of the video), so a
+    single-shot video still gets a useful handful; a video shorter than that gives
+    every frame. `max_frames` (0: no cap) keeps that many, spread over the video.
+    Returns `(method, picks)` with picks in time order.
+    """
+    if frame_count <= 0:
+        return "even", []
+
+    def scene_of(frame):
+        return next(i for i, (start, end) in enumerate(scenes) if start <= frame < end)
+
+    if len(scenes) >= min_frames:
+        method = "scenes"
+        picks = [Pick(_centre(s, e), i, "middle") for i, (s, e) in enumerate(scenes)]
+    else:
+        method = "even"
+        frames = _spread(range(frame_count), min_frames)
+        picks = [Pick(f, scene_of(f), "even") for f in frames]
+    return method, _spread(picks, max_frames)
+
+
+# --- Pass 1: detection -----------------------------------------------------------------------
+
+
+def _open(path):
+    """Open the container and its first video stream, or raise VideoError."""
+    if not os.path.isfile(path):
+        raise VideoError(path, "no such file")
+    if os.path.getsize(path) == 0:
+        raise VideoError(path, "the file is empty (0 bytes)")
+    try:
+        container = av.open(str(path), metadata_errors="ignore")
+    except av.FFmpegError as err:
+        raise VideoError(path, f"not a readable video file ({_reason(err)})") from None
+    if not container.streams.video:
+        container.close()
+        raise VideoError(path, "has no video stream (audio-only or not a video)")
+    stream = container.streams.video[0]
+    if stream.codec_context is None or not stream.codec_context.width:
+        container.close()
+        raise VideoError(path, "the video stream cannot be decoded (unknown codec or damaged header)")
+    stream.thread_type = "AUTO"  # Performance: frame threads on every core.
+    return container, stream
+
+
+def _reason(err):
+    return getattr(err, "strerror", None) or str(err)
+
+
+def _frame_time(frame, index, fps):
+    return float(frame.time) if frame.time is not None else index / fps
+
+
+def detect(path, threshold=27.0, min_scene_len=15, check=None, progress=None):
+    """Pass 1: decode every frame once and find the cuts. Returns a Detection.
+
+    `check()` is called for every frame and may raise to abandon the work (the handler
+    uses it for the Lambda deadline); `progress(done, total)` is told how far it got.
+    """
+    container, stream = _open(path)
+    with container:
+        rate = stream.average_rate or stream.guessed_rate or Fraction(25)
+        fps = float(rate)
+        declared = stream.frames
+        expected = declared or int((stream.duration or 0) * (stream.time_base or 0) * fps)
+        detector = ContentDetector(threshold=threshold, min_scene_len=min_scene_len)
+        # Performance: shrink in YUV, then convert the small frame to BGR. Converting and
+        # scaling in one swscale call dithers near-black frames, and fades then score ~100.
+        shrink, to_bgr = VideoReformatter(), VideoReformatter()
+        width, height = stream.codec_context.width, stream.codec_context.height
+        factor = max(width, height) / DETECT_WIDTH if max(width, height) >= DETECT_WIDTH else 1
+        small_w, small_h = max(1, round(width / factor)), max(1, round(height / factor))
+
+        cuts, times, pts, keyframes = [], array("d"), array("q"), []
+        rotation, last_duration = 0, 1 / fps
+        index = 0
+        try:
+            for frame in container.decode(stream):
+                if check:
+                    check()
+                if index == 0:
+                    rotation = _upright_rotation(frame)
+                times.append(_frame_time(frame, index, fps))
+                pts.append(frame.pts if frame.pts is not None else -1)
+                if frame.key_frame:
+                    keyframes.append(index)
+                if frame.duration and frame.time_base:
+                    last_duration = float(frame.duration * frame.time_base)
+                small = shrink.reformat(frame, width=small_w, height=small_h, format="yuv444p",
+                                        interpolation=Interpolation.AREA)
+                bgr = to_bgr.reformat(small, format="bgr24").to_ndarray()
+                found = detector.process_frame(FrameTimecode(index, rate), bgr)
+                cuts.extend(tc.frame_num for tc in found)
+                index += 1
+                if progress and index % 32 == 0:
+                    progress(index, expected)
+        except av.FFmpegError as err:
+            if index == 0:
+                raise VideoError(path, f"no frame could be decoded ({_reason(err)})") from None
+            raise VideoError(
+                path,
+                f"decoding broke down after frame {index - 1} ({times[-1]:.2f}s) of about "
+                f"{expected or '?'} ({_reason(err)}); the file is corrupt or truncated",
+            ) from None
+        cuts.extend(tc.frame_num for tc in detector.post_process(FrameTimecode(index, rate)))
+
+    if index == 0:
+        raise VideoError(path, "no frame could be decoded (corrupt or unsupported video data)")
+    allowed = max(MISSING_FRAMES_ALLOWED, expected * (MISSING_SHARE_ALLOWED if declared else MISSING_SHARE_ESTIMATED))
+    if expected and expected - index > allowed:
+        raise VideoError(
+            path,
+            f"only {index} of the {expected} frames the container declares could be decoded "
+            f"(stopped at {times[-1]:.2f}s); the file is corrupt or truncated",
+        )
+    if progress:
+        progress(index, index)
+    sideways = rotation % 180 == 90
+    return Detection(
+        width=height if sideways else width,
+        height=width if sideways else height,
+        rotation=rotation,
+        fps=fps,
+        frame_count=index,
+        duration_s=times[-1] + last_duration,
+        cuts=sorted(set(cuts)),
+        times=times,
+        pts=pts,
+        keyframes=keyframes,
+    )
+
+
+def _upright_rotation(frame):
+    """Degrees counter-clockwise (0, 90, 180, 270) that show the frame as it was filmed.
+
+    Phones store portrait video sideways with a display matrix; PyAV reports its angle
+    counter-clockwise in `frame.rotation`.
+    """
+    try:
+        angle = frame.rotation or 0
+    except (AttributeError, ValueError):
+        angle = 0
+    return int(round(angle / 90.0)) % 4 * 90
+
+
+def upright(image, rotation):
+    """Rotate a decoded image by `rotation` degrees counter-clockwise."""
+    return np.rot90(image, k=rotation // 90) if rotation else image
+
+
+# --- Pass 2: grab the chosen frames ----------------------------------------------------------
+
+
+def read_frames(path, detection, frame_numbers, check=None):
+    """Pass 2: yield `(frame_number, upright BGR image)` for each wanted frame, in order.
+
+    Decoding runs forward only. Before each wanted frame, if a keyframe lies between
+    the current position and the frame, it seeks to that keyframe: the frames in
+    between are never decoded.
+    """
+    wanted = sorted(set(frame_numbers))
+    if not wanted:
+        return
+    by_pts = {p: i for i, p in enumerate(detection.pts) if p >= 0}
+    seekable = len(by_pts) == detection.frame_count
+    container, stream = _open(path)
+    with container:
+        position = -1  # last frame decoded
+        frames = None
+        for target in wanted:
+            key = _keyframe_before(detection.keyframes, target)
+            if frames is None or (seekable and key > position + 1):
+                if seekable and key > 0:
+                    container.seek(detection.pts[key], stream=stream, backward=True, any_frame=False)
+                frames = container.decode(stream)
+                position = -1 if not (seekable and key > 0) else None
+            image = None
+            try:
+                for frame in frames:
+                    if check:
+                        check()
+                    if seekable:
+                        position = by_pts.get(frame.pts, position)
+                    else:
+                        position += 1
+                    if position == target:
+                        image = frame.to_ndarray(format="bgr24")
+                        break
+                    if position is not None and position > target:
+                        break
+            except av.FFmpegError as err:
+                raise VideoError(path, f"frame {target} could not be decoded ({_reason(err)})") from None
+            if image is None:
+                raise VideoError(path, f"frame {target} could not be found on the second pass")
+            yield target, upright(image, detection.rotation)
+
+
+def _keyframe_before(keyframes, frame):
+    best = 0
+    for key in keyframes:
+        if key > frame:
+            break
+        best = key
+    return best
+
+
+# --- Output ----------------------------------------------------------------------------------
+
+
+def extract(path, out_dir, settings=Settings(), check=None, progress=None, contact_sheet=True):
+    """Detect scenes in `path`, write `{index}.jpg`, `manifest.json` and (optionally)
+    `contact_sheet.jpg` into `out_dir`, and return the manifest."""
+    detection = detect(path, settings.threshold, settings.min_scene_len, check, progress)
+    scenes = scenes_from_cuts(detection.cuts, detection.frame_count)
+    method, picks = select_frames(scenes, detection.frame_count, settings.min_frames, settings.max_frames)
+
+    os.makedirs(out_dir, exist_ok=True)
+    params = [cv2.IMWRITE_JPEG_QUALITY, settings.jpeg_quality]
+    frames, thumbs = [], []
+    images = read_frames(path, detection, [p.frame for p in picks], check)
+    for index, (pick, (number, image)) in enumerate(zip(picks, images)):
+        assert number == pick.frame
+        name = f"{index}.jpg"
+        ok, jpeg = cv2.imencode(".jpg", image, params)
+        if not ok:
+            raise VideoError(path, f"frame {number} could not be encoded as JPEG")
+        with open(os.path.join(out_dir, name), "wb") as fh:
+            fh.write(jpeg.tobytes())
+        time_s = detection.times[number]
+        frames.append({"index": index, "file": name, "frame": number, "time_s": round(time_s, 6),
+                       "scene": pick.scene, "reason": pick.reason})
+        if contact_sheet:
+            thumbs.append(_thumbnail(image, f"#{index}  {_clock(time_s)}"))
+        del image
+
+    manifest = {
+        "width": detection.width,
+        "height": detection.height,
+        "fps": round(detection.fps, 6),
+        "frame_count": detection.frame_count,
+        "duration_s": round(detection.duration_s, 6),
+        "method": method,
+        "scenes": [
+            {
+                "start_frame": start,
+                "end_frame": end,
+                "start_s": round(detection.times[start], 6),
+                "end_s": round(detection.times[end] if end < detection.frame_count else detection.duration_s, 6),
+            }
+            for start, end in scenes
+        ],
+        "frames": frames,
+    }
+    with open(os.path.join(out_dir, "manifest.json"), "w") as fh:
+        json.dump(manifest, fh, indent=2)
+    if contact_sheet and thumbs:
+        cv2.imwrite(os.path.join(out_dir, "contact_sheet.jpg"), make_contact_sheet(thumbs), params)
+    return manifest
+
+
+def _clock(seconds):
+    minutes, seconds = divmod(seconds, 60)
+    return f"{int(minutes):02d}:{seconds:05.2f}"
+
+
+def _thumbnail(image, label):
+    h, w = image.shape[:2]
+    thumb = cv2.resize(image, (THUMB_WIDTH, max(1, round(h * THUMB_WIDTH / w))), interpolation=cv2.INTER_AREA)
+    cv2.rectangle(thumb, (0, 0), (THUMB_WIDTH, 22), (0, 0, 0), thickness=-1)
+    cv2.putText(thumb, label, (6, 16), cv2.FONT_HERSHEY_SIMPLEX, 0.5, (255, 255, 255), 1, cv2.LINE_AA)
+    return thumb
+
+
+def make_contact_sheet(thumbs, columns=4):
+    """A grid of labelled thumbnails, so a person can judge a threshold at a glance."""
+    columns = min(columns, len(thumbs))
+    cell_h = max(t.shape[0] for t in thumbs)
+    rows = -(-len(thumbs) // columns)
+    sheet = np.full((rows * (cell_h + 4) + 4, columns * (THUMB_WIDTH + 4) + 4, 3), 32, np.uint8)
+    for i, thumb in enumerate(thumbs):
+        y, x = 4 + (i // columns) * (cell_h + 4), 4 + (i % columns) * (THUMB_WIDTH + 4)
+        sheet[y:y + thumb.shape[0], x:x + thumb.shape[1]] = thumb
+    return sheet
+
+
+class ProgressBar:
+    """A one-line progress bar on stderr, shown only on a terminal and for long videos."""
+
+    def __init__(self, stream=sys.stderr, min_frames=150):
+        self.stream, self.min_frames = stream, min_frames
+        self.enabled = stream.isatty()
+        self.started = time.monotonic()
+
+    def __call__(self, done, total):
+        if not self.enabled or max(done, total or 0) < self.min_frames:
+            return
+        share = min(1.0, done / total) if total else 0.0
+        bar = "#" * int(share * 30)
+        self.stream.write(f"\r  decoding [{bar:<30}] {done}/{total or '?'} frames")
+        if total and done >= total:
+            self.stream.write("\n")
+        self.stream.flush()

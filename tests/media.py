@@ -1,0 +1,94 @@
+"""Fixture videos, encoded for real by PyAV's bundled FFmpeg (libx264 with B-frames).
+
+Every frame carries its own number as a barcode along its top edge, so a test can
+read back exactly which frame a JPEG came from.
+"""
+
+from fractions import Fraction
+
+import av
+import numpy as np
+
+BITS = 12  # frame numbers up to 4095
+# Consecutive colours differ in hue, saturation and brightness by a ContentDetector score of
+# 38 to 160, well above the default threshold of 27.
+COLOURS = [(140, 30, 20), (20, 220, 240), (30, 30, 150), (240, 230, 40), (30, 130, 30),
+           (230, 60, 230), (20, 20, 20), (200, 200, 200), (160, 90, 30), (60, 200, 120)]
+
+
+def draw_frame(number, colour, width, height, phase):
+    """A scene-coloured frame with a gently moving square and a barcode of `number`."""
+    image = np.empty((height, width, 3), np.uint8)
+    image[:] = colour
+    # A soft gradient and a slowly moving square: motion, but far below the cut threshold.
+    ramp = np.linspace(0, 40, width, dtype=np.float32)[None, :, None]
+    image[:] = np.clip(image.astype(np.float32) + ramp, 0, 255).astype(np.uint8)
+    size = max(4, height // 6)
+    x = int((width - size) * (0.5 + 0.4 * np.sin(phase / 15.0)))
+    y = height // 2
+    image[y:y + size, x:x + size] = 255 - np.array(colour, np.uint8)
+    write_barcode(image, number)
+    return image
+
+
+def write_barcode(image, number):
+    cell = image.shape[1] // BITS
+    band = max(8, image.shape[0] // 12)
+    for bit in range(BITS):
+        value = 255 if (number >> (BITS - 1 - bit)) & 1 else 0
+        image[0:band, bit * cell:(bit + 1) * cell] = value
+
+
+def read_barcode(image):
+    """The frame number drawn by write_barcode, read back from an upright BGR image."""
+    cell = image.shape[1] // BITS
+    band = max(8, image.shape[0] // 12)
+    number = 0
+    for bit in range(BITS):
+        patch = image[2:band - 2, bit * cell + 2:(bit + 1) * cell - 2]
+        number = number * 2 + (1 if patch.mean() > 127 else 0)
+    return number
+
+
+def make_video(path, scene_lengths, width=320, height=240, fps=25, rotation=0, pts_ms=None,
+               codec="libx264", gop=None, bframes=3):
+    """Encode a video of scenes of the given lengths (in frames), hard cuts between them.
+
+    `rotation` stores the picture turned so that a player (honouring the display matrix,
+    counter-clockwise degrees) shows it upright; `pts_ms` gives every frame its own
+    timestamp in milliseconds (variable frame rate). Returns the list of cut frames.
+    """
+    total = sum(scene_lengths)
+    stored_w, stored_h = (height, width) if rotation % 180 == 90 else (width, height)
+    with av.open(str(path), "w", format="mp4") as out:
+        stream = out.add_stream(codec, rate=fps)
+        stream.width, stream.height, stream.pix_fmt = stored_w, stored_h, "yuv420p"
+        if codec == "libx264":
+            stream.options = {"preset": "veryfast", "crf": "18", "bf": str(bframes),
+                              "g": str(gop or 2 * fps)}
+        if pts_ms is not None:
+            stream.codec_context.time_base = Fraction(1, 1000)
+            stream.time_base = Fraction(1, 1000)
+        if rotation:
+            stream.set_display_rotation(rotation)
+        number = 0
+        for scene, length in enumerate(scene_lengths):
+            for i in range(length):
+                image = draw_frame(number, COLOURS[scene % len(COLOURS)], width, height, i)
+                # np.rot90 with k=-r/90 turns clockwise: a player turns it back counter-clockwise.
+                stored = np.ascontiguousarray(np.rot90(image, k=-(rotation // 90))) if rotation else image
+                frame = av.VideoFrame.from_ndarray(stored, format="bgr24")
+                if pts_ms is not None:
+                    frame.pts = pts_ms[number]
+                    frame.time_base = Fraction(1, 1000)
+                for packet in stream.encode(frame):
+                    out.mux(packet)
+                number += 1
+        for packet in stream.encode():
+            out.mux(packet)
+    cuts, start = [], 0
+    for length in scene_lengths[:-1]:
+        start += length
+        cuts.append(start)
+    assert number == total
+    return cuts

@@ -1,0 +1,296 @@
+"""The extraction core on real encoded video: exact cuts, frames, times and errors."""
+
+import json
+import re
+import subprocess
+import sys
+from fractions import Fraction
+
+import av
+import cv2
+import pytest
+
+import extract
+from extract import Settings, VideoError
+from media import make_video, read_barcode
+
+
+def frames_of(out_dir, manifest):
+    """The frame number each saved JPEG really shows (read from its barcode)."""
+    return [read_barcode(cv2.imread(str(out_dir / f["file"]))) for f in manifest["frames"]]
+
+
+@pytest.fixture(scope="module")
+def four_scenes(tmp_path_factory):
+    path = tmp_path_factory.mktemp("v") / "four.mp4"
+    cuts = make_video(path, [40, 30, 50, 25])
+    return path, cuts
+
+
+def test_fixture_really_has_b_frames(four_scenes):
+    path, _ = four_scenes
+    with av.open(str(path)) as container:
+        stream = container.streams.video[0]
+        types = [av.video.frame.PictureType(frame.pict_type).name for frame in container.decode(stream)]
+    assert stream.codec_context.name == "h264"
+    assert "B" in types and "I" in types
+
+
+def test_hard_cuts_give_the_middle_frame_of_each_scene(four_scenes, tmp_path):
+    path, cuts = four_scenes
+    manifest = extract.extract(path, tmp_path)
+    assert cuts == [40, 70, 120]
+    assert [(s["start_frame"], s["end_frame"]) for s in manifest["scenes"]] == [(0, 40), (40, 70), (70, 120), (120, 145)]
+    assert [s["start_s"] for s in manifest["scenes"]] == [0.0, 1.6, 2.8, 4.8]
+    assert manifest["scenes"][-1]["end_s"] == pytest.approx(5.8)
+    assert manifest["method"] == "scenes"
+    assert [f["frame"] for f in manifest["frames"]] == [20, 55, 95, 132]
+    assert frames_of(tmp_path, manifest) == [20, 55, 95, 132]  # the JPEG shows that very frame
+    assert [f["time_s"] for f in manifest["frames"]] == [0.8, 2.2, 3.8, 5.28]
+    assert [f["scene"] for f in manifest["frames"]] == [0, 1, 2, 3]
+    assert [f["file"] for f in manifest["frames"]] == ["0.jpg", "1.jpg", "2.jpg", "3.jpg"]
+    assert (manifest["width"], manifest["height"], manifest["fps"], manifest["frame_count"]) == (320, 240, 25.0, 145)
+    assert manifest["duration_s"] == pytest.approx(5.8)
+    assert json.loads((tmp_path / "manifest.json").read_text()) == manifest
+    image = cv2.imread(str(tmp_path / "0.jpg"))
+    assert image.shape == (240, 320, 3)  # full resolution
+    sheet = cv2.imread(str(tmp_path / "contact_sheet.jpg"))
+    assert sheet is not None and sheet.shape[1] > 4 * 320
+
+
+def test_single_scene_falls_back_to_evenly_spaced_frames(tmp_path):
+    path = tmp_path / "one.mp4"
+    make_video(path, [90])
+    manifest = extract.extract(path, tmp_path / "out")
+    assert manifest["method"] == "even"
+    assert [(s["start_frame"], s["end_frame"]) for s in manifest["scenes"]] == [(0, 90)]
+    # The centres of three equal slices of 90 frames.
+    assert [f["frame"] for f in manifest["frames"]] == [15, 45, 75]
+    assert frames_of(tmp_path / "out", manifest) == [15, 45, 75]
+    assert {f["reason"] for f in manifest["frames"]} == {"even"}
+
+
+def test_video_shorter_than_min_frames_gives_every_frame(tmp_path):
+    path = tmp_path / "two.mp4"
+    make_video(path, [2])
+    manifest = extract.extract(path, tmp_path / "out", Settings(min_frames=3))
+    assert [f["frame"] for f in manifest["frames"]] == [0, 1]
+    assert frames_of(tmp_path / "out", manifest) == [0, 1]
+
+
+def test_fewer_scenes_than_min_frames_uses_even_frames_with_their_scene(tmp_path):
+    path = tmp_path / "two_scenes.mp4"
+    make_video(path, [30, 30])
+    manifest = extract.extract(path, tmp_path / "out", Settings(min_frames=4))
+    assert manifest["method"] == "even"
+    assert len(manifest["scenes"]) == 2
+    assert [f["frame"] for f in manifest["frames"]] == [7, 22, 37, 52]
+    assert [f["scene"] for f in manifest["frames"]] == [0, 0, 1, 1]
+
+
+def test_max_frames_keeps_frames_spread_over_the_video(tmp_path):
+    path = tmp_path / "six.mp4"
+    make_video(path, [20] * 6)
+    manifest = extract.extract(path, tmp_path / "out", Settings(max_frames=3))
+    assert len(manifest["scenes"]) == 6
+    assert [f["frame"] for f in manifest["frames"]] == [30, 70, 110]  # middles of scenes 1, 3, 5
+    assert [f["index"] for f in manifest["frames"]] == [0, 1, 2]
+    assert frames_of(tmp_path / "out", manifest) == [30, 70, 110]
+
+
+@pytest.mark.parametrize("rotation", [90, 270, 180])
+def test_rotation_metadata_is_honoured(tmp_path, rotation):
+    path = tmp_path / f"rot{rotation}.mp4"
+    make_video(path, [30, 30, 30], width=320, height=192, rotation=rotation)
+    with av.open(str(path)) as container:  # really stored turned, with a display matrix
+        stream = container.streams.video[0]
+        stored = (stream.codec_context.width, stream.codec_context.height)
+    assert stored == ((192, 320) if rotation != 180 else (320, 192))
+    manifest = extract.extract(path, tmp_path / "out")
+    assert (manifest["width"], manifest["height"]) == (320, 192)
+    assert cv2.imread(str(tmp_path / "out" / "0.jpg")).shape[:2] == (192, 320)
+    # The barcode reads correctly only when the picture is upright.
+    assert frames_of(tmp_path / "out", manifest) == [15, 45, 75]
+
+
+def test_variable_frame_rate_times_come_from_real_timestamps(tmp_path):
+    path = tmp_path / "vfr.mp4"
+    # 20 frames at 10 fps, then 30 at 30 fps, then 20 at 5 fps.
+    pts = [i * 100 for i in range(20)]
+    pts += [2000 + round(i * 1000 / 30) for i in range(30)]
+    pts += [3000 + i * 200 for i in range(20)]
+    make_video(path, [20, 30, 20], fps=30, pts_ms=pts)
+    manifest = extract.extract(path, tmp_path / "out", Settings(min_scene_len=5))
+    assert [s["start_frame"] for s in manifest["scenes"]] == [0, 20, 50]
+    assert [s["start_s"] for s in manifest["scenes"]] == [0.0, 2.0, 3.0]
+    frames = [f["frame"] for f in manifest["frames"]]
+    assert frames == [10, 35, 60]
+    assert [f["time_s"] for f in manifest["frames"]] == [pts[n] / 1000 for n in frames]
+    assert frames_of(tmp_path / "out", manifest) == frames
+
+
+def test_min_scene_len_merges_cuts_that_come_too_soon(tmp_path):
+    path = tmp_path / "quick.mp4"
+    make_video(path, [30, 5, 30, 30])
+    default = extract.detect(path)
+    assert default.cuts == [30, 65]  # the 5-frame scene is shorter than 15 frames
+    assert extract.detect(path, min_scene_len=3).cuts == [30, 35, 65]
+    assert extract.detect(path, min_scene_len=0.1).cuts == [30, 35, 65]  # seconds
+
+
+def test_threshold_controls_what_counts_as_a_cut(four_scenes):
+    path, _ = four_scenes
+    assert extract.detect(path, threshold=27).cuts == [40, 70, 120]
+    assert extract.detect(path, threshold=250).cuts == []
+
+
+def test_check_callback_can_abandon_decoding(four_scenes):
+    path, _ = four_scenes
+    seen = []
+
+    def check():
+        seen.append(1)
+        if len(seen) > 10:
+            raise TimeoutError("deadline")
+
+    with pytest.raises(TimeoutError):
+        extract.detect(path, check=check)
+    assert len(seen) == 11
+
+
+# --- Pure frame choice ------------------------------------------------------------------
+
+
+def test_scenes_from_cuts_tile_the_video():
+    assert extract.scenes_from_cuts([], 10) == [(0, 10)]
+    assert extract.scenes_from_cuts([7, 3, 3, 0, 10], 10) == [(0, 3), (3, 7), (7, 10)]
+
+
+@pytest.mark.parametrize("scenes,count,min_frames,max_frames,expected", [
+    ([(0, 10), (10, 20), (20, 31)], 31, 3, 0, ("scenes", [5, 15, 25])),
+    ([(0, 100)], 100, 3, 0, ("even", [16, 50, 83])),
+    ([(0, 100)], 100, 1, 0, ("scenes", [50])),
+    ([(0, 1)], 1, 3, 0, ("even", [0])),
+    ([(0, 3)], 3, 5, 0, ("even", [0, 1, 2])),
+    ([(i, i + 1) for i in range(8)], 8, 3, 2, ("scenes", [2, 6])),
+    ([], 0, 3, 0, ("even", [])),
+])
+def test_select_frames(scenes, count, min_frames, max_frames, expected):
+    method, picks = extract.select_frames(scenes, count, min_frames, max_frames)
+    assert (method, [p.frame for p in picks]) == expected
+    assert all(scenes[p.scene][0] <= p.frame < scenes[p.scene][1] for p in picks)
+
+
+# --- Broken input: one clear VideoError each ---------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def good_bytes(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("good")
+    make_video(folder / "moov_end.mp4", [60, 60, 60])
+    faststart = folder / "moov_start.mp4"
+    with av.open(str(folder / "moov_end.mp4")) as src, av.open(str(faststart), "w", options={"movflags": "faststart"}) as dst:
+        out = dst.add_stream_from_template(src.streams.video[0])
+        for packet in src.demux(src.streams.video[0]):
+            if packet.dts is not None:
+                packet.stream = out
+                dst.mux(packet)
+    return (folder / "moov_end.mp4").read_bytes(), faststart.read_bytes()
+
+
+def write_audio_only(path):
+    import numpy as np
+    with av.open(str(path), "w") as out:
+        stream = out.add_stream("aac", rate=44100)
+        for i in range(30):
+            frame = av.AudioFrame.from_ndarray(np.zeros((1, 1024), np.float32), format="fltp", layout="mono")
+            frame.sample_rate, frame.pts = 44100, i * 1024
+            for packet in stream.encode(frame):
+                out.mux(packet)
+        for packet in stream.encode():
+            out.mux(packet)
+
+
+def corrupt(data, start, end, seed=1):
+    import numpy as np
+    noise = np.random.default_rng(seed).integers(0, 256, end - start, dtype=np.uint8).tobytes()
+    return data[:start] + noise + data[end:]
+
+
+BROKEN = {
+    "empty.mp4": (lambda end, fast: b"", r"empty \(0 bytes\)"),
+    "text.mp4": (lambda end, fast: b"this is not a video\n" * 50, "not a readable video file"),
+    "moov_cut.mp4": (lambda end, fast: end[: len(end) * 6 // 10], "not a readable video file"),
+    "moov_half.mp4": (lambda end, fast: end[: len(end) - 300], "not a readable video file|cannot be decoded"),
+    "tail_cut_30.mp4": (lambda end, fast: fast[: len(fast) * 3 // 10], "frames the container declares could be decoded"),
+    "tail_cut_95.mp4": (lambda end, fast: fast[: len(fast) * 95 // 100], "frames the container declares could be decoded"),
+    "garbage_middle.mp4": (lambda end, fast: corrupt(fast, len(fast) * 4 // 10, len(fast) * 8 // 10), "the file is corrupt or truncated"),
+    "garbage_tail.mp4": (lambda end, fast: corrupt(fast, len(fast) * 3 // 10, len(fast)), "the file is corrupt or truncated"),
+    "garbage_frames.mp4": (lambda end, fast: corrupt(fast, 2000, len(fast)), "no frame could be decoded"),
+}
+
+
+@pytest.mark.parametrize("name", sorted(BROKEN))
+def test_broken_files_give_one_clear_error(name, good_bytes, tmp_path):
+    make, expected = BROKEN[name]
+    path = tmp_path / name
+    path.write_bytes(make(*good_bytes))
+    with pytest.raises(VideoError) as caught:
+        extract.extract(path, tmp_path / "out")
+    message = str(caught.value)
+    assert message.startswith(f"{name}: ")
+    assert re.search(expected, message)
+    assert "\n" not in message
+    assert not list((tmp_path / "out").glob("*.jpg")) if (tmp_path / "out").exists() else True
+
+
+def test_audio_only_file_is_refused(tmp_path):
+    path = tmp_path / "song.mp4"
+    write_audio_only(path)
+    with pytest.raises(VideoError, match=r"^song.mp4: has no video stream"):
+        extract.extract(path, tmp_path / "out")
+
+
+def test_missing_file_is_refused(tmp_path):
+    with pytest.raises(VideoError, match="no such file"):
+        extract.detect(tmp_path / "nope.mp4")
+
+
+def test_memory_stays_flat_on_a_long_hd_video(tmp_path):
+    """A 1280x720 video of 600 frames: peak RSS of a fresh process stays far below
+    what holding the frames would take (600 x 2.7 MB)."""
+    path = tmp_path / "hd.mp4"
+    make_video(path, [150, 150, 150, 150], width=1280, height=720, fps=30)
+    # VmHWM, not ru_maxrss: the latter keeps the forking pytest's peak across exec.
+    code = ("import re, sys, extract; extract.extract(sys.argv[1], sys.argv[2]);"
+            "print(re.search(r'VmHWM:\\s+(\\d+)', open('/proc/self/status').read()).group(1))")
+    out = subprocess.run([sys.executable, "-c", code, str(path), str(tmp_path / "out")],
+                         capture_output=True, text=True, check=True, cwd=extract.__file__.rsplit("/", 1)[0])
+    peak_mib = int(out.stdout.strip()) / 1024
+    assert peak_mib < 250, f"peak RSS {peak_mib:.0f} MiB"
+
+
+# --- The shared real clips (extended tier) ------------------------------------------------
+
+GOLDENS = {"testvideo.mp4": [30, 180, 394], "counter.mp4": [], "fades.mp4": []}
+
+
+@pytest.mark.parametrize("name", sorted(GOLDENS))
+def test_cuts_match_pyscenedetect_goldens(shared_videos, name):
+    assert extract.detect(shared_videos / name).cuts == GOLDENS[name]
+
+
+def test_counter_times_come_from_the_stream(shared_videos, tmp_path):
+    manifest = extract.extract(shared_videos / "counter.mp4", tmp_path)
+    assert manifest["frame_count"] == 30 and manifest["method"] == "even"
+    assert [f["frame"] for f in manifest["frames"]] == [5, 15, 25]
+    assert [f["time_s"] for f in manifest["frames"]] == [0.5, 1.5, 2.5]
+
+
+@pytest.mark.parametrize("name", ["bigbuckbunny.mp4", "fades.mp4", "testvideo.mp4"])
+def test_every_shared_clip_extracts(shared_videos, tmp_path, name):
+    manifest = extract.extract(shared_videos / name, tmp_path)
+    assert len(manifest["frames"]) >= 3
+    for frame in manifest["frames"]:
+        image = cv2.imread(str(tmp_path / frame["file"]))
+        assert image.shape[:2] == (manifest["height"], manifest["width"])
