@@ -45,6 +45,7 @@ MISSING_FRAMES_ALLOWED = 2
 MISSING_SHARE_ALLOWED = 0.01
 MISSING_SHARE_ESTIMATED = 0.1
 THUMB_WIDTH = 320
+MAX_KEPT_FRAMES = 8  # full frames pass 1 may hold for the even fallback
 
 
 class VideoError(Exception):
@@ -85,6 +86,7 @@ class Detection:
     times: array = field(repr=False)  # presentation time of each frame, seconds
     pts: array = field(repr=False)  # raw pts of each frame, for seeking in pass 2
     keyframes: list[int] = field(repr=False, default_factory=list)
+    kept: dict = field(repr=False, default_factory=dict)  # frame number -> upright BGR image
 
 
 @dataclass(frozen=True)
@@ -175,11 +177,12 @@ def _frame_time(frame, index, fps):
     return float(frame.time) if frame.time is not None else index / fps
 
 
-def detect(path, threshold=27.0, min_scene_len=15, check=None, progress=None):
+def detect(path, threshold=27.0, min_scene_len=15, check=None, progress=None, keep=None):
     """Pass 1: decode every frame once and find the cuts. Returns a Detection.
 
     `check()` is called for every frame and may raise to abandon the work (the handler
     uses it for the Lambda deadline); `progress(done, total)` is told how far it got.
+    `keep(frame_count)` may name a few frames to hold on to (see `extract`).
     """
     container, stream = _open(path)
     with container:
@@ -187,13 +190,15 @@ def detect(path, threshold=27.0, min_scene_len=15, check=None, progress=None):
         fps = float(rate)
         declared = stream.frames
         expected = declared or int((stream.duration or 0) * (stream.time_base or 0) * fps)
+        keep_frames = set(keep(declared)) if keep and declared else set()
+        kept = {}
         detector = ContentDetector(threshold=threshold, min_scene_len=min_scene_len)
         # Performance: shrink in YUV, then convert the small frame to BGR. Converting and
         # scaling in one swscale call dithers near-black frames, and fades then score ~100.
         shrink, to_bgr = VideoReformatter(), VideoReformatter()
         width, height = stream.codec_context.width, stream.codec_context.height
         factor = max(width, height) / DETECT_WIDTH if max(width, height) >= DETECT_WIDTH else 1
-        small_w, small_h = max(1, round(width / factor)), max(1, round(height / factor))
+        small_w, small_h = _even(round(width / factor)), _even(round(height / factor))
 
         cuts, times, pts, keyframes = [], array("d"), array("q"), []
         rotation, last_duration = 0, 1 / fps
@@ -208,9 +213,11 @@ def detect(path, threshold=27.0, min_scene_len=15, check=None, progress=None):
                 pts.append(frame.pts if frame.pts is not None else -1)
                 if frame.key_frame:
                     keyframes.append(index)
+                if index in keep_frames:
+                    kept[index] = frame.to_ndarray(format="bgr24")
                 if frame.duration and frame.time_base:
                     last_duration = float(frame.duration * frame.time_base)
-                small = shrink.reformat(frame, width=small_w, height=small_h, format="yuv444p",
+                small = shrink.reformat(frame, width=small_w, height=small_h, format="yuv420p",
                                         interpolation=Interpolation.AREA)
                 bgr = to_bgr.reformat(small, format="bgr24").to_ndarray()
                 found = detector.process_frame(FrameTimecode(index, rate), bgr)
@@ -251,7 +258,13 @@ def detect(path, threshold=27.0, min_scene_len=15, check=None, progress=None):
         times=times,
         pts=pts,
         keyframes=keyframes,
+        kept={n: upright(image, rotation) for n, image in kept.items()},
     )
+
+
+def _even(size):
+    """yuv420p halves the chroma planes: keep the small frame's sides even."""
+    return max(2, size + size % 2)
 
 
 def _upright_rotation(frame):
@@ -278,45 +291,82 @@ def upright(image, rotation):
 def read_frames(path, detection, frame_numbers, check=None):
     """Pass 2: yield `(frame_number, upright BGR image)` for each wanted frame, in order.
 
-    Decoding runs forward only. Before each wanted frame, if a keyframe lies between
-    the current position and the frame, it seeks to that keyframe: the frames in
-    between are never decoded.
+    Performance: decoding runs forward only and does as little as it can. Before each
+    wanted frame it seeks to the keyframe before it when that lies ahead (the frames in
+    between are never decoded), and until it is `APPROACH` frames away it decodes only
+    reference frames (`skip_frame = NONREF`: no other frame depends on the skipped
+    ones, so what is decoded stays exact). Should the wanted frame be skipped all the
+    same, it seeks back to the keyframe once and decodes everything.
     """
     wanted = sorted(set(frame_numbers))
     if not wanted:
         return
-    by_pts = {p: i for i, p in enumerate(detection.pts) if p >= 0}
-    seekable = len(by_pts) == detection.frame_count
+    index_of = {pts: i for i, pts in enumerate(detection.pts)}
     container, stream = _open(path)
     with container:
-        position = -1  # last frame decoded
-        frames = None
+        if len(index_of) != detection.frame_count or -1 in index_of:
+            # No usable timestamps to find frames by: one plain pass, counting frames.
+            yield from _read_counting(path, container, stream, detection, wanted, check)
+            return
+        frames, position = None, -1
         for target in wanted:
             key = _keyframe_before(detection.keyframes, target)
-            if frames is None or (seekable and key > position + 1):
-                if seekable and key > 0:
-                    container.seek(detection.pts[key], stream=stream, backward=True, any_frame=False)
-                frames = container.decode(stream)
-                position = -1 if not (seekable and key > 0) else None
             image = None
-            try:
-                for frame in frames:
-                    if check:
-                        check()
-                    if seekable:
-                        position = by_pts.get(frame.pts, position)
-                    else:
-                        position += 1
-                    if position == target:
-                        image = frame.to_ndarray(format="bgr24")
-                        break
-                    if position is not None and position > target:
-                        break
-            except av.FFmpegError as err:
-                raise VideoError(path, f"frame {target} could not be decoded ({_reason(err)})") from None
+            for may_skip in (True, False):
+                if frames is None or key > position or not may_skip:
+                    if frames is not None or key > 0:
+                        container.seek(detection.pts[key], stream=stream, backward=True)
+                    frames, position = container.decode(stream), -1
+                image, position = _decode_until(path, frames, stream, index_of, target, position, may_skip, check)
+                if image is not None:
+                    break
             if image is None:
                 raise VideoError(path, f"frame {target} could not be found on the second pass")
             yield target, upright(image, detection.rotation)
+
+
+APPROACH = 16  # frames before a wanted frame where full decoding resumes
+
+
+def _decode_until(path, frames, stream, index_of, target, position, may_skip, check):
+    """Decode on from `position` to frame `target`; returns (its image or None, new position)."""
+    context = stream.codec_context
+    try:
+        while True:
+            skip = "NONREF" if may_skip and position < target - APPROACH else "DEFAULT"
+            if context.skip_frame != skip:
+                context.skip_frame = skip
+            frame = next(frames, None)
+            if frame is None:
+                return None, position
+            if check:
+                check()
+            position = index_of.get(frame.pts, position)
+            if position == target:
+                return frame.to_ndarray(format="bgr24"), position
+            if position > target:
+                return None, position
+    except av.FFmpegError as err:
+        raise VideoError(path, f"frame {target} could not be decoded ({_reason(err)})") from None
+    finally:
+        context.skip_frame = "DEFAULT"
+
+
+def _read_counting(path, container, stream, detection, wanted, check):
+    remaining = set(wanted)
+    try:
+        for index, frame in enumerate(container.decode(stream)):
+            if check:
+                check()
+            if index in remaining:
+                remaining.discard(index)
+                yield index, upright(frame.to_ndarray(format="bgr24"), detection.rotation)
+                if not remaining:
+                    return
+    except av.FFmpegError as err:
+        raise VideoError(path, f"decoding failed on the second pass ({_reason(err)})") from None
+    if remaining:
+        raise VideoError(path, f"frame {min(remaining)} could not be found on the second pass")
 
 
 def _keyframe_before(keyframes, frame):
@@ -334,16 +384,23 @@ def _keyframe_before(keyframes, frame):
 def extract(path, out_dir, settings=Settings(), check=None, progress=None, contact_sheet=True):
     """Detect scenes in `path`, write `{index}.jpg`, `manifest.json` and (optionally)
     `contact_sheet.jpg` into `out_dir`, and return the manifest."""
-    detection = detect(path, settings.threshold, settings.min_scene_len, check, progress)
+    detection = detect(path, settings.threshold, settings.min_scene_len, check, progress,
+                       keep=lambda count: _even_guess(count, settings))
     scenes = scenes_from_cuts(detection.cuts, detection.frame_count)
     method, picks = select_frames(scenes, detection.frame_count, settings.min_frames, settings.max_frames)
 
     os.makedirs(out_dir, exist_ok=True)
     params = [cv2.IMWRITE_JPEG_QUALITY, settings.jpeg_quality]
     frames, thumbs = [], []
-    images = read_frames(path, detection, [p.frame for p in picks], check)
-    for index, (pick, (number, image)) in enumerate(zip(picks, images)):
-        assert number == pick.frame
+    missing = [p.frame for p in picks if p.frame not in detection.kept]
+    images = dict(detection.kept)
+    found = read_frames(path, detection, missing, check)
+    for index, pick in enumerate(picks):
+        number = pick.frame
+        if number not in images:
+            got, images[number] = next(found)
+            assert got == number
+        image = images.pop(number)
         name = f"{index}.jpg"
         ok, jpeg = cv2.imencode(".jpg", image, params)
         if not ok:
@@ -380,6 +437,16 @@ def extract(path, out_dir, settings=Settings(), check=None, progress=None, conta
     if contact_sheet and thumbs:
         cv2.imwrite(os.path.join(out_dir, "contact_sheet.jpg"), make_contact_sheet(thumbs), params)
     return manifest
+
+
+def _even_guess(declared_count, settings):
+    """Frames worth holding during pass 1: should the video have fewer scenes than
+    min_frames, its evenly spaced frames depend only on the frame count, which the
+    container declares up front. Holding these few spares a second pass over
+    single-shot videos. Only for a handful, to keep memory flat."""
+    if settings.min_frames > MAX_KEPT_FRAMES:
+        return []
+    return _spread(_spread(range(declared_count), settings.min_frames), settings.max_frames)
 
 
 def _clock(seconds):

@@ -64,7 +64,7 @@ def make_video(path, scene_lengths, width=320, height=240, fps=25, rotation=0, p
         stream = out.add_stream(codec, rate=fps)
         stream.width, stream.height, stream.pix_fmt = stored_w, stored_h, "yuv420p"
         if codec == "libx264":
-            stream.options = {"preset": "veryfast", "crf": "18", "bf": str(bframes),
+            stream.options = {"preset": "veryfast", "crf": "18", "bf": str(bframes), "x264-params": "b-adapt=0",
                               "g": str(gop or 2 * fps)}
         if pts_ms is not None:
             stream.codec_context.time_base = Fraction(1, 1000)

@@ -129,6 +129,19 @@ def test_variable_frame_rate_times_come_from_real_timestamps(tmp_path):
     assert frames_of(tmp_path / "out", manifest) == frames
 
 
+@pytest.mark.parametrize("approach", [0, 1, extract.APPROACH])
+def test_second_pass_finds_exact_frames_even_when_skipping_misses_them(tmp_path, monkeypatch, approach):
+    """With no margin, skipping non-reference frames skips B-frame targets too: the
+    second pass must notice, go back to the keyframe and still return the exact frame."""
+    path = tmp_path / "gop.mp4"
+    make_video(path, [200], gop=250)
+    detection = extract.detect(path)
+    wanted = [3, 57, 58, 59, 60, 61, 120, 121, 199]
+    monkeypatch.setattr(extract, "APPROACH", approach)
+    got = [(number, read_barcode(image)) for number, image in extract.read_frames(path, detection, wanted)]
+    assert got == [(n, n) for n in wanted]
+
+
 def test_min_scene_len_merges_cuts_that_come_too_soon(tmp_path):
     path = tmp_path / "quick.mp4"
     make_video(path, [30, 5, 30, 30])
@@ -294,3 +307,13 @@ def test_every_shared_clip_extracts(shared_videos, tmp_path, name):
     for frame in manifest["frames"]:
         image = cv2.imread(str(tmp_path / frame["file"]))
         assert image.shape[:2] == (manifest["height"], manifest["width"])
+
+
+def test_single_shot_rotated_video_frames_held_in_pass_one_are_upright(tmp_path):
+    path = tmp_path / "rot_one.mp4"
+    make_video(path, [60], width=320, height=192, rotation=90)
+    manifest = extract.extract(path, tmp_path / "out")
+    assert manifest["method"] == "even"
+    assert [f["frame"] for f in manifest["frames"]] == [10, 30, 50]
+    assert cv2.imread(str(tmp_path / "out" / "0.jpg")).shape[:2] == (192, 320)
+    assert frames_of(tmp_path / "out", manifest) == [10, 30, 50]
