@@ -144,10 +144,11 @@ def supabase():
             from supabase import ClientOptions, create_client
 
             config.require("SUPABASE_URL", "SUPABASE_KEY")
-            # supabase-py truncates a float timeout to an int: pass an httpx.Timeout.
-            # Its own retries sleep 1+2+4 s; ours (SUPABASE_RETRIES) are shorter.
-            options = ClientOptions(postgrest_client_timeout=httpx.Timeout(config.SUPABASE_TIMEOUT),
-                                    postgrest_client_retry=False)
+            # supabase-py truncates a float timeout to an int (and deprecates passing one):
+            # give it an httpx client with an httpx.Timeout. Its own retries sleep 1+2+4 s;
+            # ours (SUPABASE_RETRIES) are shorter.
+            http = httpx.Client(timeout=httpx.Timeout(config.SUPABASE_TIMEOUT), follow_redirects=True)
+            options = ClientOptions(httpx_client=http, postgrest_client_retry=False)
             _clients["supabase"] = create_client(config.SUPABASE_URL, config.SUPABASE_KEY, options)
         return _clients["supabase"]
 
@@ -420,6 +421,7 @@ def handle_record(record, request, deadline, duplicate=False):
     try:
         if deadline.expired():
             raise RetryableError("start", "too close to the Lambda timeout to start")
+        set_stage("start")
         emit(logging.INFO, "started")
         frames = process_video(shortcode, platform, deadline)
         return finish("extracted", logging.INFO, "extracted", frames=frames)
