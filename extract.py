@@ -462,6 +462,16 @@ def _thumbnail(image, label):
     return thumb
 
 
+def contact_sheet_from_folder(folder, manifest, quality=90):
+    """Rebuild contact_sheet.jpg from frames already on disk (e.g. fetched from S3)."""
+    thumbs = [_thumbnail(cv2.imread(os.path.join(folder, f["file"])), f"#{f['index']}  {_clock(f['time_s'])}")
+              for f in manifest["frames"]]
+    path = os.path.join(folder, "contact_sheet.jpg")
+    if thumbs:
+        cv2.imwrite(path, make_contact_sheet(thumbs), [cv2.IMWRITE_JPEG_QUALITY, quality])
+    return path
+
+
 def make_contact_sheet(thumbs, columns=4):
     """A grid of labelled thumbnails, so a person can judge a threshold at a glance."""
     columns = min(columns, len(thumbs))

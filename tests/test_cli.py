@@ -1,0 +1,112 @@
+"""The command line: python3 app.py VIDEO, config validation, and test.py's commands."""
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+import app
+from conftest import ROOT
+from media import make_video
+
+
+@pytest.fixture(scope="module")
+def video(tmp_path_factory):
+    path = tmp_path_factory.mktemp("cli") / "my clip.mp4"
+    make_video(path, [30, 30, 30, 30])
+    return path
+
+
+def test_cli_writes_frames_manifest_and_contact_sheet(video, tmp_path, capsys):
+    out = tmp_path / "out"
+    assert app.main([str(video), "-o", str(out)]) == 0
+    names = sorted(os.listdir(out))
+    assert names == ["0.jpg", "1.jpg", "2.jpg", "3.jpg", "contact_sheet.jpg", "manifest.json"]
+    summary = capsys.readouterr()
+    assert "my clip.mp4: 4 scene(s), 4 frame(s) (scenes)" in summary.out
+    assert summary.err == ""  # no progress bar when stderr is not a terminal
+
+
+def test_cli_default_output_folder_is_frames_slash_video_name(video, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    assert app.main([str(video)]) == 0
+    assert (tmp_path / "frames" / "my clip" / "manifest.json").exists()
+
+
+def test_cli_flags_change_the_choice(video, tmp_path):
+    out = tmp_path / "out"
+    assert app.main([str(video), "-o", str(out), "--threshold", "255", "--min-frames", "5"]) == 0
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["method"] == "even" and len(manifest["frames"]) == 5
+    # A rerun with fewer frames leaves none of the old ones behind.
+    assert app.main([str(video), "-o", str(out), "--max-frames", "2"]) == 0
+    assert sorted(n for n in os.listdir(out) if n.endswith(".jpg") and n[0].isdigit()) == ["0.jpg", "1.jpg"]
+
+
+@pytest.mark.parametrize("argv", [["--threshold", "abc"], ["--min-frames", "0"], ["--max-frames", "-1"], ["--bogus"]])
+def test_cli_bad_arguments_exit_2(video, argv, capsys):
+    with pytest.raises(SystemExit) as exited:
+        app.main([str(video), *argv])
+    assert exited.value.code == 2
+    assert "error:" in capsys.readouterr().err
+
+
+def test_cli_bad_input_exits_2_with_one_line(tmp_path):
+    bad = tmp_path / "notes.mp4"
+    bad.write_text("not a video")
+    run = subprocess.run([sys.executable, str(ROOT / "app.py"), str(bad), "-o", str(tmp_path / "o")],
+                         capture_output=True, text=True)
+    assert run.returncode == 2
+    assert run.stderr == "error: notes.mp4: not a readable video file (Invalid data found when processing input)\n"
+    assert "Traceback" not in run.stderr
+
+
+@pytest.mark.parametrize("name,value,message", [
+    ("SCENE_THRESHOLD", "abc", "SCENE_THRESHOLD must be a number"),
+    ("MIN_FRAMES", "0", "MIN_FRAMES must be between 1"),
+    ("MIN_SCENE_LEN", "half", "MIN_SCENE_LEN must be a frame count"),
+    ("DEBUG", "maybe", "DEBUG must be true or false"),
+    ("S3_READ_TIMEOUT", "nan", "S3_READ_TIMEOUT must be a number"),
+])
+def test_bad_settings_fail_at_import_naming_the_variable(name, value, message, tmp_path):
+    env = dict(os.environ, PYTHONPATH=str(ROOT), **{name: value})
+    run = subprocess.run([sys.executable, "-c", "import config"], capture_output=True, text=True, env=env, cwd=tmp_path)
+    assert run.returncode != 0
+    assert message in run.stderr
+
+
+def test_settings_are_read_from_a_dotenv_file(tmp_path):
+    (tmp_path / ".env").write_text("SCENE_THRESHOLD=31.5\nMIN_SCENE_LEN=0.5s\n")
+    env = {k: v for k, v in os.environ.items() if k not in ("SCENE_THRESHOLD", "MIN_SCENE_LEN")}
+    env["PYTHONPATH"] = str(ROOT)
+    code = "import config; print(config.SCENE_THRESHOLD, config.MIN_SCENE_LEN)"
+    run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, cwd=tmp_path)
+    assert run.stdout.split() == ["31.5", "0.5"]
+
+
+def test_single_and_bulk_run_against_what_the_environment_points_at(service, video):
+    service.add_video("one", platform="tt", video=video)
+    service.add_video("two", platform="tt", video=video)
+    service.add_video("three", platform="tt", downloaded=False)
+    env = dict(os.environ, **service.env)
+    single = subprocess.run([sys.executable, str(ROOT / "test.py"), "single", "one", "tt"],
+                            capture_output=True, text=True, env=env, timeout=120)
+    assert single.returncode == 0, single.stderr
+    assert json.loads(single.stdout.strip().splitlines()[-1])["status"] == "extracted"
+    bulk = subprocess.run([sys.executable, str(ROOT / "test.py"), "bulk", "--limit", "5", "--debug"],
+                          capture_output=True, text=True, env=env, timeout=120)
+    assert bulk.returncode == 0, bulk.stderr
+    reports = [json.loads(line) for line in bulk.stdout.splitlines() if line.startswith('{"message_id"')]
+    assert [(r["shortcode"], r["status"]) for r in reports] == [("two", "extracted")]
+    assert '"level": "DEBUG"' in bulk.stdout
+    assert service.video_row("one", "tt")[1:3] == ["t", "4"] and service.video_row("two", "tt")[1:3] == ["t", "4"]
+
+
+def test_demo_runs_one_batch_through_the_handler_and_leaves_nothing_running(tmp_path):
+    run = subprocess.run([sys.executable, str(ROOT / "test.py"), "demo"], capture_output=True, text=True, timeout=180)
+    assert run.returncode == 0, run.stderr[-2000:]
+    assert "sample: extracted, 4 frame(s)" in run.stdout
+    assert (ROOT / "out" / "sample" / "contact_sheet.jpg").exists()
+    assert not (ROOT / ".stack" / "pids").exists()
