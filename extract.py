@@ -193,9 +193,10 @@ def detect(path, threshold=27.0, min_scene_len=15, check=None, progress=None, ke
         keep_frames = set(keep(declared)) if keep and declared else set()
         kept = {}
         detector = ContentDetector(threshold=threshold, min_scene_len=min_scene_len)
-        # Performance: shrink in YUV, then convert the small frame to BGR. Converting and
-        # scaling in one swscale call dithers near-black frames, and fades then score ~100.
-        shrink, to_bgr = VideoReformatter(), VideoReformatter()
+        # Performance: shrink in YUV (one reformatter, reused), then convert only the small
+        # frame to BGR. Converting and scaling in one swscale call dithers near-black
+        # frames, and fades then score ~100.
+        shrink = VideoReformatter()
         width, height = stream.codec_context.width, stream.codec_context.height
         factor = max(width, height) / DETECT_WIDTH if max(width, height) >= DETECT_WIDTH else 1
         small_w, small_h = _even(round(width / factor)), _even(round(height / factor))
@@ -219,7 +220,7 @@ def detect(path, threshold=27.0, min_scene_len=15, check=None, progress=None, ke
                     last_duration = float(frame.duration * frame.time_base)
                 small = shrink.reformat(frame, width=small_w, height=small_h, format="yuv420p",
                                         interpolation=Interpolation.AREA)
-                bgr = to_bgr.reformat(small, format="bgr24").to_ndarray()
+                bgr = cv2.cvtColor(small.to_ndarray(), cv2.COLOR_YUV2BGR_I420)
                 found = detector.process_frame(FrameTimecode(index, rate), bgr)
                 cuts.extend(tc.frame_num for tc in found)
                 index += 1
