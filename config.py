@@ -104,6 +104,10 @@ S3_READ_TIMEOUT = _float("S3_READ_TIMEOUT", 30.0, minimum=0.1)
 
 DEBUG = _bool("DEBUG", False)
 
+# A Supabase call must be able to time out inside the reserve kept before Lambda's timeout.
+if MIN_REMAINING_MS and SUPABASE_TIMEOUT * 1000 >= MIN_REMAINING_MS:
+    raise ConfigError(f"SUPABASE_TIMEOUT ({SUPABASE_TIMEOUT} s) must be below MIN_REMAINING_MS ({MIN_REMAINING_MS} ms)")
+
 
 def require(*names):
     """Fail with a clear message when a setting the caller needs is empty."""

@@ -69,6 +69,7 @@ def test_cli_bad_input_exits_2_with_one_line(tmp_path):
     ("MIN_SCENE_LEN", "half", "MIN_SCENE_LEN must be a frame count"),
     ("DEBUG", "maybe", "DEBUG must be true or false"),
     ("S3_READ_TIMEOUT", "nan", "S3_READ_TIMEOUT must be a number"),
+    ("MIN_REMAINING_MS", "5000", "SUPABASE_TIMEOUT (10.0 s) must be below MIN_REMAINING_MS (5000 ms)"),
 ])
 def test_bad_settings_fail_at_import_naming_the_variable(name, value, message, tmp_path):
     env = dict(os.environ, PYTHONPATH=str(ROOT), **{name: value})
