@@ -298,7 +298,8 @@ def extract_frames(video_path, frames_dir, deadline):
     """Stage 4: scenes -> JPEGs and manifest.json in `frames_dir` (see extract.py)."""
     settings = Settings(threshold=config.SCENE_THRESHOLD, min_scene_len=config.MIN_SCENE_LEN,
                         min_frames=config.MIN_FRAMES, max_frames=config.MAX_FRAMES,
-                        jpeg_quality=config.JPEG_QUALITY)
+                        jpeg_quality=config.JPEG_QUALITY, max_pixels=config.MAX_PIXELS,
+                        max_duration_s=config.MAX_DURATION_S)
     try:
         return extract(video_path, frames_dir, settings, check=deadline.check, contact_sheet=False)
     except VideoError as err:

@@ -87,6 +87,8 @@ MIN_SCENE_LEN = _scene_len("MIN_SCENE_LEN", "15")
 MIN_FRAMES = _int("MIN_FRAMES", 3, minimum=1, maximum=1000)
 MAX_FRAMES = _int("MAX_FRAMES", 0, minimum=0, maximum=100000)
 JPEG_QUALITY = _int("JPEG_QUALITY", 90, minimum=1, maximum=100)
+MAX_PIXELS = _int("MAX_PIXELS", 4096 * 2304, minimum=0)  # 0: no limit
+MAX_DURATION_S = _float("MAX_DURATION_S", 1800.0, minimum=0.0)  # 0: no limit
 
 # --- Handler ------------------------------------------------------------------------------
 CONCURRENCY_LIMIT = _int("CONCURRENCY_LIMIT", 2, minimum=1, maximum=64)

@@ -70,6 +70,8 @@ class Settings:
     min_frames: int = 3
     max_frames: int = 0  # 0: no cap
     jpeg_quality: int = 90
+    max_pixels: int = 0  # refuse larger frames (width x height); 0: no limit
+    max_duration_s: float = 0  # refuse longer videos; 0: no limit
 
 
 @dataclass
@@ -177,15 +179,19 @@ def _frame_time(frame, index, fps):
     return float(frame.time) if frame.time is not None else index / fps
 
 
-def detect(path, threshold=27.0, min_scene_len=15, check=None, progress=None, keep=None):
+def detect(path, threshold=27.0, min_scene_len=15, check=None, progress=None, keep=None,
+           max_pixels=0, max_duration_s=0):
     """Pass 1: decode every frame once and find the cuts. Returns a Detection.
 
     `check()` is called for every frame and may raise to abandon the work (the handler
     uses it for the Lambda deadline); `progress(done, total)` is told how far it got.
     `keep(frame_count)` may name a few frames to hold on to (see `extract`).
+    `max_pixels` and `max_duration_s` (0: no limit) refuse videos too big to be worth
+    decoding, from the header when it says so and during decoding when it lied.
     """
     container, stream = _open(path)
     with container:
+        _check_limits(path, stream, max_pixels, max_duration_s)
         rate = stream.average_rate or stream.guessed_rate or Fraction(25)
         fps = float(rate)
         declared = stream.frames
@@ -211,6 +217,10 @@ def detect(path, threshold=27.0, min_scene_len=15, check=None, progress=None, ke
                 if index == 0:
                     rotation = _upright_rotation(frame)
                 times.append(_frame_time(frame, index, fps))
+                if max_duration_s and times[-1] > max_duration_s:
+                    raise VideoError(path, f"runs past MAX_DURATION_S={max_duration_s:g} s")
+                if max_pixels and frame.width * frame.height > max_pixels:
+                    raise VideoError(path, f"frame {index} is {frame.width}x{frame.height}, over MAX_PIXELS={max_pixels}")
                 pts.append(frame.pts if frame.pts is not None else -1)
                 if frame.key_frame:
                     keyframes.append(index)
@@ -261,6 +271,17 @@ def detect(path, threshold=27.0, min_scene_len=15, check=None, progress=None, ke
         keyframes=keyframes,
         kept={n: upright(image, rotation) for n, image in kept.items()},
     )
+
+
+def _check_limits(path, stream, max_pixels, max_duration_s):
+    width, height = stream.codec_context.width, stream.codec_context.height
+    if max_pixels and width * height > max_pixels:
+        raise VideoError(path, f"frames are {width}x{height}, over MAX_PIXELS={max_pixels}")
+    duration = None
+    if stream.duration and stream.time_base:
+        duration = float(stream.duration * stream.time_base)
+    if max_duration_s and duration and duration > max_duration_s:
+        raise VideoError(path, f"is {duration:.0f} s long, over MAX_DURATION_S={max_duration_s:g} s")
 
 
 def _even(size):
@@ -386,7 +407,8 @@ def extract(path, out_dir, settings=Settings(), check=None, progress=None, conta
     """Detect scenes in `path`, write `{index}.jpg`, `manifest.json` and (optionally)
     `contact_sheet.jpg` into `out_dir`, and return the manifest."""
     detection = detect(path, settings.threshold, settings.min_scene_len, check, progress,
-                       keep=lambda count: _even_guess(count, settings))
+                       keep=lambda count: _even_guess(count, settings),
+                       max_pixels=settings.max_pixels, max_duration_s=settings.max_duration_s)
     scenes = scenes_from_cuts(detection.cuts, detection.frame_count)
     method, picks = select_frames(scenes, detection.frame_count, settings.min_frames, settings.max_frames)
 

@@ -63,9 +63,12 @@ def make_video(path, scene_lengths, width=320, height=240, fps=25, rotation=0, p
     with av.open(str(path), "w", format="mp4") as out:
         stream = out.add_stream(codec, rate=fps)
         stream.width, stream.height, stream.pix_fmt = stored_w, stored_h, "yuv420p"
-        if codec == "libx264":
-            stream.options = {"preset": "veryfast", "crf": "18", "bf": str(bframes), "x264-params": "b-adapt=0",
-                              "g": str(gop or 2 * fps)}
+        stream.options = {
+            "libx264": {"preset": "veryfast", "crf": "18", "bf": str(bframes), "x264-params": "b-adapt=0",
+                        "g": str(gop or 2 * fps)},
+            "libx265": {"preset": "ultrafast", "x265-params": "log-level=error"},
+            "libvpx-vp9": {"deadline": "realtime", "cpu-used": "8"},
+        }.get(codec, {})
         if pts_ms is not None:
             stream.codec_context.time_base = Fraction(1, 1000)
             stream.time_base = Fraction(1, 1000)

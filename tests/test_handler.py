@@ -229,6 +229,15 @@ MALFORMED = [
     json.dumps({"shortcode": "abc\n", "platform": "ig"}),
     json.dumps({"shortcode": "x" * 10_000, "platform": "ig"}),
     '{"shortcode": "abc", "shortcode": "def", "platform": "ig"}',
+    json.dumps({"shortcode": "a%2Fb", "platform": "ig"}),
+    json.dumps({"shortcode": "abc\u0000", "platform": "ig"}),
+    json.dumps({"shortcode": "\uff21\uff22\uff23", "platform": "ig"}),  # fullwidth ABC
+    json.dumps({"shortcode": None, "platform": "ig"}),
+    json.dumps({"shortcode": "abc", "platform": ""}),
+    json.dumps({"shortcode": "abc", "platform": "ig", "pad": "x" * 1_000_000}),  # valid JSON, 1 MB
+    "",
+    "true",
+    '{"shortcode": "abc", "platform": "ig"',
 ]
 
 
@@ -242,6 +251,8 @@ def test_malformed_bodies_go_back_to_sqs_for_the_dead_letter_queue(service, clip
     invalid_lines = [line for line in logs.records if line["msg"].startswith("malformed message")]
     assert sorted(line["message_id"] for line in invalid_lines) == sorted(failed)
     assert all(line["error"] and "Traceback" not in line["error"] for line in invalid_lines)
+    assert len(MALFORMED) >= 25
+    # Nothing reached S3 but the one valid video's own keys, and nothing was recorded.
     assert service.frame_keys() == [f"ig/good1/frames/{n}" for n in ("0.jpg", "1.jpg", "2.jpg", "manifest.json")]
     assert service.errors() == []
 
