@@ -162,8 +162,10 @@ def reset_clients():
 def with_retries(stage, what, call, attempts, delay, permanent=lambda err: None):
     """Run `call()`, retrying passing failures. `permanent(err)` may turn an error into a
     PermanentError message instead (e.g. a 404); anything else left after the last
-    attempt becomes a RetryableError."""
+    attempt becomes a RetryableError. No retry starts inside the Lambda deadline's reserve."""
     for attempt in range(1, attempts + 1):
+        if attempt > 1:
+            _deadline.get(Deadline(None)).check(stage)
         try:
             return call()
         except StageError:
@@ -188,6 +190,9 @@ def _s3_status(err):
 
 
 # --- The deadline --------------------------------------------------------------------------
+
+
+_deadline = contextvars.ContextVar("deadline")
 
 
 class Deadline:
@@ -400,6 +405,7 @@ def handle_record(record, request, deadline, duplicate=False):
     InvalidMessage it raised."""
     message_id = record.get("messageId")
     _context["message_id"].set(message_id)
+    _deadline.set(deadline)
     shortcode, platform = request if isinstance(request, tuple) else (None, None)
     _context["shortcode"].set(shortcode)
     _context["platform"].set(platform)

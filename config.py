@@ -92,7 +92,7 @@ MAX_DURATION_S = _float("MAX_DURATION_S", 1800.0, minimum=0.0)  # 0: no limit
 
 # --- Handler ------------------------------------------------------------------------------
 CONCURRENCY_LIMIT = _int("CONCURRENCY_LIMIT", 2, minimum=1, maximum=64)
-MIN_REMAINING_MS = _int("MIN_REMAINING_MS", 30000, minimum=0)
+MIN_REMAINING_MS = _int("MIN_REMAINING_MS", 60000, minimum=0)
 ALLOWED_PLATFORMS = _list("ALLOWED_PLATFORMS")
 MAX_VIDEO_BYTES = _int("MAX_VIDEO_BYTES", 1024**3, minimum=1)
 UPLOAD_WORKERS = _int("UPLOAD_WORKERS", 8, minimum=1, maximum=64)
@@ -102,13 +102,18 @@ TMP_DIR = _raw("TMP_DIR", "")  # empty: the system temp folder (/tmp on Lambda)
 S3_RETRIES = _int("S3_RETRIES", 3, minimum=1, maximum=20)
 S3_RETRY_DELAY = _float("S3_RETRY_DELAY", 1.0, minimum=0.0)
 S3_CONNECT_TIMEOUT = _float("S3_CONNECT_TIMEOUT", 5.0, minimum=0.1)
-S3_READ_TIMEOUT = _float("S3_READ_TIMEOUT", 30.0, minimum=0.1)
+S3_READ_TIMEOUT = _float("S3_READ_TIMEOUT", 10.0, minimum=0.1)
 
 DEBUG = _bool("DEBUG", False)
 
-# A Supabase call must be able to time out inside the reserve kept before Lambda's timeout.
+# A call that hangs must give up inside the reserve kept before Lambda's timeout: a
+# Supabase request, and an S3 request with all of boto3's attempts.
 if MIN_REMAINING_MS and SUPABASE_TIMEOUT * 1000 >= MIN_REMAINING_MS:
     raise ConfigError(f"SUPABASE_TIMEOUT ({SUPABASE_TIMEOUT} s) must be below MIN_REMAINING_MS ({MIN_REMAINING_MS} ms)")
+if MIN_REMAINING_MS and (S3_CONNECT_TIMEOUT + S3_READ_TIMEOUT) * S3_RETRIES * 1000 >= MIN_REMAINING_MS:
+    raise ConfigError(f"(S3_CONNECT_TIMEOUT + S3_READ_TIMEOUT) x S3_RETRIES = "
+                      f"{(S3_CONNECT_TIMEOUT + S3_READ_TIMEOUT) * S3_RETRIES:g} s must be below "
+                      f"MIN_REMAINING_MS ({MIN_REMAINING_MS} ms)")
 
 
 def require(*names):

@@ -70,6 +70,7 @@ def test_cli_bad_input_exits_2_with_one_line(tmp_path):
     ("DEBUG", "maybe", "DEBUG must be true or false"),
     ("S3_READ_TIMEOUT", "nan", "S3_READ_TIMEOUT must be a number"),
     ("MIN_REMAINING_MS", "5000", "SUPABASE_TIMEOUT (10.0 s) must be below MIN_REMAINING_MS (5000 ms)"),
+    ("S3_READ_TIMEOUT", "30", "(S3_CONNECT_TIMEOUT + S3_READ_TIMEOUT) x S3_RETRIES = 105 s must be below"),
 ])
 def test_bad_settings_fail_at_import_naming_the_variable(name, value, message, tmp_path):
     env = dict(os.environ, PYTHONPATH=str(ROOT), **{name: value})
