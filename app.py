@@ -500,6 +500,47 @@ def _remove_stale_temp_folders():
             shutil.rmtree(os.path.join(root, name), ignore_errors=True)
 
 
+# --- Outside Lambda: a worker on the queue --------------------------------------------------
+
+
+class LocalContext:
+    """Lambda's context as far as the handler uses it: `seconds` to go from now."""
+
+    def __init__(self, seconds):
+        self.deadline = time.monotonic() + seconds
+
+    def get_remaining_time_in_millis(self):
+        return int((self.deadline - time.monotonic()) * 1000)
+
+
+def run_worker(queue_url, batch_size=10, wait_seconds=5, batch_seconds=900, stop=None):
+    """Do what Lambda's SQS event source mapping does, for videos too long for Lambda or
+    machines of your own: receive up to `batch_size` messages, run lambda_handler with a
+    deadline `batch_seconds` away, delete the acknowledged messages and leave the
+    batchItemFailures to reappear after the visibility timeout (and, after the queue's
+    maxReceiveCount, to move to its dead-letter queue). Runs until `stop()` is true."""
+    import boto3
+
+    sqs = boto3.client("sqs")
+    handled = 0
+    while not (stop and stop()):
+        messages = sqs.receive_message(QueueUrl=queue_url, MaxNumberOfMessages=batch_size,
+                                       WaitTimeSeconds=wait_seconds, AttributeNames=["All"]).get("Messages", [])
+        if not messages:
+            continue
+        event = {"Records": [{"messageId": m["MessageId"], "receiptHandle": m["ReceiptHandle"], "body": m["Body"],
+                              "attributes": m.get("Attributes", {}), "messageAttributes": {},
+                              "eventSource": "aws:sqs"} for m in messages]}
+        response = lambda_handler(event, LocalContext(batch_seconds))
+        failed = {f["itemIdentifier"] for f in response["batchItemFailures"]}
+        done = [{"Id": str(i), "ReceiptHandle": m["ReceiptHandle"]}
+                for i, m in enumerate(messages) if m["MessageId"] not in failed]
+        if done:
+            sqs.delete_message_batch(QueueUrl=queue_url, Entries=done)
+        handled += len(messages)
+    return handled
+
+
 # --- Local CLI ------------------------------------------------------------------------------
 
 
@@ -516,7 +557,11 @@ def _number(kind, minimum):
 
 
 def main(argv=None):
-    """`python3 app.py VIDEO [-o OUT_DIR]`: the same extraction, on a local file."""
+    """`python3 app.py VIDEO [-o OUT_DIR]`: the same extraction, on a local file.
+    `python3 app.py worker QUEUE_URL`: the service as a long-running worker on a queue."""
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["worker"]:
+        return worker_main(argv[1:])
     parser = argparse.ArgumentParser(prog="app.py", description="Extract one key frame per scene from a video.")
     parser.add_argument("video", help="a video file")
     parser.add_argument("-o", "--out", help="output folder (default: ./frames/<video name>/)")
@@ -541,6 +586,22 @@ def main(argv=None):
     print(f"{os.path.basename(args.video)}: {len(manifest['scenes'])} scene(s), "
           f"{len(manifest['frames'])} frame(s) ({manifest['method']}) in {time.monotonic() - started:.1f}s "
           f"-> {out_dir}/ (manifest.json, contact_sheet.jpg)")
+    return 0
+
+
+def worker_main(argv):
+    parser = argparse.ArgumentParser(prog="app.py worker", description="Process an SQS queue like Lambda would.")
+    parser.add_argument("queue_url", help="the queue's URL")
+    parser.add_argument("--batch-size", type=_number(int, 1), default=10, help="messages per batch, 1-10")
+    parser.add_argument("--batch-seconds", type=_number(int, 60), default=3600,
+                        help="time allowed per batch (Lambda's is 900; a worker may allow more)")
+    args = parser.parse_args(argv)
+    config.require("S3_BUCKET_VIDEOS", "S3_BUCKET_FRAMES", "SUPABASE_URL", "SUPABASE_KEY")
+    emit(logging.INFO, "worker started", queue=args.queue_url)
+    try:
+        run_worker(args.queue_url, min(args.batch_size, 10), batch_seconds=args.batch_seconds)
+    except KeyboardInterrupt:
+        emit(logging.INFO, "worker stopped")
     return 0
 
 

@@ -6,6 +6,8 @@
                                             frames and contact sheets land in ./out/
     python3 test.py single CODE PLATFORM    one video, against whatever .env points at
     python3 test.py bulk [--limit N]        every video downloaded but not extracted, likewise
+    python3 test.py soak [--messages N]     N (200) messages through moto's SQS and the worker,
+                                            with injected faults and poison; prints the accounting
     add --debug to single/bulk for debug logs; extra arguments to the suite go to pytest.
 """
 
@@ -51,16 +53,6 @@ def _code_for(path, taken):
     return code
 
 
-class LocalContext:
-    """Lambda's context as far as the handler uses it: 15 minutes to go."""
-
-    def __init__(self, seconds=900):
-        self.deadline = time.monotonic() + seconds
-
-    def get_remaining_time_in_millis(self):
-        return int((self.deadline - time.monotonic()) * 1000)
-
-
 def demo(argv):
     """Start the local stack, put videos in it, run one real SQS batch through the handler."""
     import tempfile
@@ -94,7 +86,7 @@ def demo(argv):
             event = {"Records": [{"messageId": m["MessageId"], "receiptHandle": m["ReceiptHandle"], "body": m["Body"],
                                   "attributes": m.get("Attributes", {}), "messageAttributes": {},
                                   "eventSource": "aws:sqs", "awsRegion": "us-east-1"} for m in messages]}
-            response = app.lambda_handler(event, LocalContext())
+            response = app.lambda_handler(event, app.LocalContext(900))
             failed = {f["itemIdentifier"] for f in response["batchItemFailures"]}
             for message in messages:
                 if message["MessageId"] not in failed:
@@ -122,6 +114,26 @@ def demo(argv):
     except StackError as err:
         print(f"demo: {err}", file=sys.stderr)
         return 1
+
+
+def soak(argv):
+    """200 messages through moto's SQS and the worker, with faults and poison; prints the accounting."""
+    import tempfile
+
+    from stack import Stack
+
+    messages = int(argv[1]) if argv[:1] == ["--messages"] and len(argv) == 2 else 200
+    sys.path.insert(0, os.path.join(HERE, "tests"))
+    from soak import run_soak, soak_ok
+
+    with tempfile.TemporaryDirectory() as scratch, Stack() as stack:
+        os.environ.update(stack.env)
+        import app  # noqa: F401 - configured from the stack's environment
+
+        print(f"soak: {messages} messages, 10% of S3 and 5% of PostgREST requests failing, 5% poison", file=sys.stderr)
+        report = run_soak(stack, scratch, messages=messages)
+    print("soak: every message accounted for" if soak_ok(report) else "soak: FAILED", file=sys.stderr)
+    return 0 if soak_ok(report) else 1
 
 
 def _cloud_command(argv, usage):
@@ -187,7 +199,7 @@ def main(argv):
     command = argv[0] if argv and not argv[0].startswith("-") else None
     if command is None:
         return run_suite(argv)
-    if command in ("demo", "single", "bulk"):
+    if command in ("demo", "single", "bulk", "soak"):
         return globals()[command](argv[1:])
     print(__doc__, file=sys.stderr)
     return 2

@@ -28,6 +28,7 @@ class FaultProxy:
         self.random = random.Random(seed)
         self.requests, self.injected = 0, 0
         self.match = None  # only requests whose path contains this string may fail
+        self.forwarded = []  # (method, path, status) of every request that reached the server
         proxy = self
 
         class Handler(http.server.BaseHTTPRequestHandler):
@@ -130,6 +131,8 @@ class FaultProxy:
             return
         finally:
             upstream.close()
+        with self.lock:
+            self.forwarded.append((handler.command, handler.path, response.status))
         handler.send_response(response.status)
         for key, value in response.getheaders():
             if key.lower() not in HOP_BY_HOP and key.lower() != "content-length":

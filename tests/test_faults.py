@@ -152,3 +152,14 @@ def test_no_retry_starts_inside_the_deadline_reserve(service, clip, s3_proxy, mo
     assert_retried_and_clean(service, response, "reserve", "download")
     assert "MIN_REMAINING_MS" in response["results"][0]["error"]
     assert s3_proxy.injected < 5 * 5  # gave up before using every attempt
+
+
+def test_soak_through_a_real_queue_loses_nothing(stack, service, tmp_path):
+    """A short soak (make soak runs 200 messages): faults, poison, redelivery, the DLQ."""
+    from soak import run_soak, soak_ok
+
+    report = run_soak(stack, str(tmp_path), messages=40, log=lambda line: None)
+    assert soak_ok(report), report
+    assert report["extracted"] + report["recorded_permanent_errors"] + report["dead_lettered"] == 40
+    assert report["dead_lettered"] == 1 and report["recorded_permanent_errors"] == 1
+    assert report["faults_injected"]["s3"] > 0
