@@ -41,8 +41,6 @@ from extract import ProgressBar, Settings, VideoError, extract
 class StageError(Exception):
     """A record failed at `stage` because of `cause` (a short human sentence)."""
 
-    retryable = False
-
     def __init__(self, stage, cause):
         self.stage, self.cause = stage, str(cause)
         super().__init__(f"{stage}: {cause}")
@@ -54,8 +52,6 @@ class PermanentError(StageError):
 
 class RetryableError(StageError):
     """A passing fault (network, 5xx, timeout, deadline): return the message to SQS."""
-
-    retryable = True
 
 
 class Skip(Exception):
@@ -165,7 +161,7 @@ def with_retries(stage, what, call, attempts, delay, permanent=lambda err: None)
     attempt becomes a RetryableError. No retry starts inside the Lambda deadline's reserve."""
     for attempt in range(1, attempts + 1):
         if attempt > 1:
-            _deadline.get(Deadline(None)).check(stage)
+            deadline().check(stage)
         try:
             return call()
         except StageError:
@@ -192,9 +188,6 @@ def _s3_status(err):
 # --- The deadline --------------------------------------------------------------------------
 
 
-_deadline = contextvars.ContextVar("deadline")
-
-
 class Deadline:
     """Lambda's remaining time. MIN_REMAINING_MS is kept for cleanup and reporting: no
     record starts, and no decoding goes on, inside it. Without a context: no deadline."""
@@ -208,6 +201,14 @@ class Deadline:
     def check(self, stage="extract"):
         if self.expired():
             raise RetryableError(stage, f"less than MIN_REMAINING_MS={config.MIN_REMAINING_MS} ms left before the Lambda timeout")
+
+
+# The deadline of the record this thread works on (set by handle_record; none elsewhere).
+_deadline = contextvars.ContextVar("deadline", default=Deadline(None))
+
+
+def deadline():
+    return _deadline.get()
 
 
 # --- Stages ----------------------------------------------------------------------------------
@@ -264,7 +265,7 @@ def check_status(shortcode, platform):
         raise Skip("status", "video is not downloaded yet", record=True)
 
 
-def download(shortcode, platform, workdir, deadline):
+def download(shortcode, platform, workdir):
     """Stage 3: fetch `{platform}/{code}/video.mp4` into the record's temp folder, after
     checking its size against MAX_VIDEO_BYTES and the free space there."""
     bucket, key = config.S3_BUCKET_VIDEOS, f"{platform}/{shortcode}/video.mp4"
@@ -288,7 +289,6 @@ def download(shortcode, platform, workdir, deadline):
         raise RetryableError("download", f"not enough temp space: video is {size} bytes, {free} free")
 
     def fetch():
-        deadline.check("download")
         s3().download_file(bucket, key, path)
         got = os.path.getsize(path)
         if got != size:
@@ -299,14 +299,14 @@ def download(shortcode, platform, workdir, deadline):
     return path
 
 
-def extract_frames(video_path, frames_dir, deadline):
+def extract_frames(video_path, frames_dir):
     """Stage 4: scenes -> JPEGs and manifest.json in `frames_dir` (see extract.py)."""
     settings = Settings(threshold=config.SCENE_THRESHOLD, min_scene_len=config.MIN_SCENE_LEN,
                         min_frames=config.MIN_FRAMES, max_frames=config.MAX_FRAMES,
                         jpeg_quality=config.JPEG_QUALITY, max_pixels=config.MAX_PIXELS,
                         max_duration_s=config.MAX_DURATION_S)
     try:
-        return extract(video_path, frames_dir, settings, check=deadline.check, contact_sheet=False)
+        return extract(video_path, frames_dir, settings, check=deadline().check, contact_sheet=False)
     except VideoError as err:
         raise PermanentError("extract", err.problem) from None
 
@@ -376,20 +376,20 @@ def _now():
 # --- One record, start to finish ------------------------------------------------------------
 
 
-def process_video(shortcode, platform, deadline):
+def process_video(shortcode, platform):
     """The pipeline for one valid request. Returns the number of frames uploaded."""
     set_stage("status")
     check_status(shortcode, platform)
     workdir = tempfile.mkdtemp(prefix=TEMP_PREFIX, dir=config.TMP_DIR or None)
     try:
         set_stage("download")
-        video_path = download(shortcode, platform, workdir, deadline)
+        video_path = download(shortcode, platform, workdir)
         set_stage("extract")
-        deadline.check("extract")
-        manifest = extract_frames(video_path, os.path.join(workdir, "frames"), deadline)
+        deadline().check("extract")
+        manifest = extract_frames(video_path, os.path.join(workdir, "frames"))
         os.remove(video_path)  # Free /tmp space before the upload.
         set_stage("upload")
-        deadline.check("upload")
+        deadline().check("upload")
         upload(shortcode, platform, os.path.join(workdir, "frames"), manifest)
         set_stage("mark_done")
         mark_done(shortcode, platform, len(manifest["frames"]))
@@ -398,14 +398,14 @@ def process_video(shortcode, platform, deadline):
         shutil.rmtree(workdir, ignore_errors=True)
 
 
-def handle_record(record, request, deadline, duplicate=False):
+def handle_record(record, request, record_deadline, duplicate=False):
     """Run one SQS record and decide its fate. Never raises.
 
     `request` is what `validate` made of the body: (shortcode, platform), or the
     InvalidMessage it raised."""
     message_id = record.get("messageId")
     _context["message_id"].set(message_id)
-    _deadline.set(deadline)
+    _deadline.set(record_deadline)
     shortcode, platform = request if isinstance(request, tuple) else (None, None)
     _context["shortcode"].set(shortcode)
     _context["platform"].set(platform)
@@ -426,11 +426,11 @@ def handle_record(record, request, deadline, duplicate=False):
     if duplicate:
         return finish("duplicate", logging.INFO, "duplicate of an earlier record in this batch: skipped")
     try:
-        if deadline.expired():
+        if record_deadline.expired():
             raise RetryableError("start", "too close to the Lambda timeout to start")
         set_stage("start")
         emit(logging.INFO, "started")
-        frames = process_video(shortcode, platform, deadline)
+        frames = process_video(shortcode, platform)
         return finish("extracted", logging.INFO, "extracted", frames=frames)
     except Skip as skip:
         if skip.record:
@@ -467,7 +467,7 @@ def lambda_handler(event, context):
     "results": [...]}: the failures go back to the queue, everything else is deleted.
     """
     records = [r for r in (event or {}).get("Records", []) if isinstance(r, dict)]
-    deadline = Deadline(context)
+    batch_deadline = Deadline(context)
     _remove_stale_temp_folders()
     jobs, seen = [], set()
     for record in records:
@@ -475,7 +475,7 @@ def lambda_handler(event, context):
             request = validate(record.get("body"))
         except InvalidMessage as err:
             request = err
-        jobs.append((record, request, deadline, request in seen))
+        jobs.append((record, request, batch_deadline, request in seen))
         if isinstance(request, tuple):
             seen.add(request)
 
