@@ -30,7 +30,7 @@ import tempfile
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import config
 from extract import ProgressBar, Settings, VideoError, extract
@@ -137,6 +137,7 @@ def supabase():
     with _clients_lock:
         if "supabase" not in _clients:
             import httpx
+
             from supabase import ClientOptions, create_client
 
             config.require("SUPABASE_URL", "SUPABASE_KEY")
@@ -166,7 +167,7 @@ def with_retries(stage, what, call, attempts, delay, permanent=lambda err: None)
             return call()
         except StageError:
             raise
-        except Exception as err:  # noqa: BLE001 - classified right here
+        except Exception as err:
             reason = permanent(err)
             if reason:
                 raise PermanentError(stage, reason) from None
@@ -204,11 +205,12 @@ class Deadline:
 
 
 # The deadline of the record this thread works on (set by handle_record; none elsewhere).
-_deadline = contextvars.ContextVar("deadline", default=Deadline(None))
+_deadline = contextvars.ContextVar("deadline", default=None)
+_NO_DEADLINE = Deadline(None)
 
 
 def deadline():
-    return _deadline.get()
+    return _deadline.get() or _NO_DEADLINE
 
 
 # --- Stages ----------------------------------------------------------------------------------
@@ -370,7 +372,7 @@ def record_error(shortcode, platform, stage, error, message_id):
 
 
 def _now():
-    return datetime.now(timezone.utc).isoformat()
+    return datetime.now(UTC).isoformat()
 
 
 # --- One record, start to finish ------------------------------------------------------------
@@ -448,9 +450,8 @@ def handle_record(record, request, record_deadline, duplicate=False):
         return finish("error", logging.ERROR, "permanent error recorded", err.stage, err.cause)
     except RetryableError as err:
         return finish("retry", logging.WARNING, "retryable error: returned to SQS", err.stage, err.cause)
-    except Exception as err:  # noqa: BLE001 - a bug must not lose the message
-        log.error("unexpected error: returned to SQS", exc_info=True,
-                  extra={"fields": {"error": _describe(err)}})
+    except Exception as err:
+        log.exception("unexpected error: returned to SQS", extra={"fields": {"error": _describe(err)}})
         return finish("retry", logging.ERROR, "unexpected error", _context["stage"].get(), _describe(err))
 
 

@@ -5,6 +5,7 @@ that names the variable, instead of deep inside a Lambda invocation.
 Every setting is documented in `.env.sample`.
 """
 
+import math
 import os
 import re
 
@@ -40,7 +41,7 @@ def _float(name, default, minimum=None):
         value = float(raw)
     except ValueError:
         raise ConfigError(f"{name} must be a number, got {raw!r}") from None
-    if value != value or (minimum is not None and value < minimum):  # NaN or too small
+    if math.isnan(value) or (minimum is not None and value < minimum):
         raise ConfigError(f"{name} must be a number >= {minimum}, got {raw!r}")
     return value
 

@@ -21,6 +21,8 @@ The middle of a scene is only known once its end is found, and the frames in bet
 cannot all be held in memory: hence the second, skipping pass rather than one pass.
 """
 
+import bisect
+import itertools
 import json
 import os
 import sys
@@ -106,8 +108,8 @@ def scenes_from_cuts(cuts, frame_count):
 
     A video with no cut is one scene.
     """
-    bounds = [0] + sorted(c for c in set(cuts) if 0 < c < frame_count) + [frame_count]
-    return list(zip(bounds[:-1], bounds[1:]))
+    bounds = [0, *sorted(c for c in set(cuts) if 0 < c < frame_count), frame_count]
+    return list(itertools.pairwise(bounds))
 
 
 def _centre(start, end):
@@ -299,7 +301,7 @@ def _upright_rotation(frame):
         angle = frame.rotation or 0
     except (AttributeError, ValueError):
         angle = 0
-    return int(round(angle / 90.0)) % 4 * 90
+    return round(angle / 90.0) % 4 * 90
 
 
 def upright(image, rotation):
@@ -392,12 +394,9 @@ def _read_counting(path, container, stream, detection, wanted, check):
 
 
 def _keyframe_before(keyframes, frame):
-    best = 0
-    for key in keyframes:
-        if key > frame:
-            break
-        best = key
-    return best
+    """The last keyframe at or before `frame` (keyframes is sorted; frame 0 decodes from the start)."""
+    at = bisect.bisect_right(keyframes, frame)
+    return keyframes[at - 1] if at else 0
 
 
 # --- Output ----------------------------------------------------------------------------------

@@ -14,6 +14,7 @@ process ids saved in .stack/. Tests and `test.py demo` use the Stack class.
 """
 
 import base64
+import contextlib
 import glob
 import hashlib
 import hmac
@@ -200,10 +201,9 @@ class Stack:
     # --- the servers ---------------------------------------------------------------------
 
     def _spawn(self, name, argv, env=None, user=None):
-        log = open(os.path.join(self.root, f"{name}.log"), "ab")
-        proc = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                env=env, start_new_session=True, user=user)
-        log.close()
+        with open(os.path.join(self.root, f"{name}.log"), "ab") as log:
+            proc = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                                    env=env, start_new_session=True, user=user)
         proc.name = name
         self.procs.append(proc)
         return proc
@@ -314,10 +314,8 @@ def _terminate(pid):
     try:
         os.killpg(pid, signal.SIGTERM)
     except (ProcessLookupError, PermissionError):
-        try:
+        with contextlib.suppress(ProcessLookupError, PermissionError):
             os.kill(pid, signal.SIGTERM)
-        except (ProcessLookupError, PermissionError):
-            pass
 
 
 def _alive(pid):

@@ -116,7 +116,8 @@ def main():
             missed.append(f"{name}: peak RSS {rss['ours']:.0f} MiB > {MAX_RSS_MIB[name]} MiB")
 
     print(f"\nmedian of {args.runs} runs, wall seconds; ratios are ours / other\n")
-    print("| video | ours s | ffmpeg decode s | PySceneDetect s | ours/ffmpeg | ours/PySceneDetect | ours peak RSS MiB | PySceneDetect peak RSS MiB |")
+    print("| video | ours s | ffmpeg decode s | PySceneDetect s | ours/ffmpeg | ours/PySceneDetect "
+          "| ours peak RSS MiB | PySceneDetect peak RSS MiB |")
     print("|---|---:|---:|---:|---:|---:|---:|---:|")
     for row in rows:
         print("| {} | {:.2f} | {:.2f} | {:.2f} | {:.2f} | {:.2f} | {:.0f} | {:.0f} |".format(*row))

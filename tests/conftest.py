@@ -98,9 +98,8 @@ def sqs_event(*bodies):
 
     records = []
     for i, body in enumerate(bodies):
-        if not isinstance(body, str):
-            body = json.dumps(body)
-        records.append({"messageId": f"msg-{i}", "receiptHandle": f"rh-{i}", "body": body,
+        text = body if isinstance(body, str) else json.dumps(body)
+        records.append({"messageId": f"msg-{i}", "receiptHandle": f"rh-{i}", "body": text,
                         "attributes": {"ApproximateReceiveCount": "1"}, "messageAttributes": {},
                         "eventSource": "aws:sqs", "eventSourceARN": "arn:aws:sqs:us-east-1:123456789012:frames",
                         "awsRegion": "us-east-1"})

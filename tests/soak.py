@@ -10,7 +10,6 @@ Run by `python3 test.py soak` (make soak) with 200 messages, and by the test sui
 import json
 import os
 import re
-import threading
 import time
 
 from faultproxy import FaultProxy

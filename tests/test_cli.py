@@ -6,10 +6,10 @@ import subprocess
 import sys
 
 import pytest
-
-import app
 from conftest import ROOT
 from media import make_video
+
+import app
 
 
 @pytest.fixture(scope="module")

@@ -8,7 +8,6 @@ import subprocess
 import sys
 
 import pytest
-
 from conftest import ROOT
 
 BIN = os.path.dirname(sys.executable)
@@ -57,7 +56,7 @@ def test_iam_is_limited_to_videos_and_frames():
     assert sorted(by_sid["WriteFrames"]["Action"]) == ["s3:DeleteObject", "s3:PutObject"]
     assert "/*/*/frames/*" in str(by_sid["WriteFrames"]["Resource"])
     assert by_sid["ListFrames"]["Condition"]["StringLike"]["s3:prefix"] == "*/*/frames/*"
-    assert all("*" != s["Resource"] for s in statements)
+    assert all(s["Resource"] != "*" for s in statements)
 
 
 def test_dockerfile_passes_hadolint():

@@ -4,15 +4,14 @@ import json
 import re
 import subprocess
 import sys
-from fractions import Fraction
 
 import av
 import cv2
 import pytest
+from media import make_video, read_barcode
 
 import extract
 from extract import Settings, VideoError
-from media import make_video, read_barcode
 
 
 def frames_of(out_dir, manifest):

@@ -7,12 +7,12 @@ message back in batchItemFailures with nothing marked done and the temp folder e
 import time
 
 import pytest
-
-import app
-import config
 from conftest import FakeContext, sqs_event
 from faultproxy import FaultProxy
 from media import make_video
+
+import app
+import config
 
 FRAMES = ["0.jpg", "1.jpg", "2.jpg", "manifest.json"]
 
@@ -103,7 +103,7 @@ def test_response_slower_than_the_read_timeout_is_retried(service, clip, s3_prox
     service.add_video("slow", video=clip)
     s3_proxy.match = "/video.mp4"
     s3_proxy.delay_next(1, 1.5)
-    response, seconds = run("slow")
+    response, _ = run("slow")
     assert_extracted(service, response, "slow")
 
 

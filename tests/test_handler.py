@@ -6,11 +6,11 @@ import threading
 import cv2
 import numpy as np
 import pytest
+from conftest import FakeContext, sqs_event
+from media import make_video, read_barcode
 
 import app
 import config
-from conftest import FakeContext, sqs_event
-from media import make_video, read_barcode
 
 
 @pytest.fixture(scope="module")

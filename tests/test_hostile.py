@@ -6,10 +6,10 @@ import struct
 import cv2
 import numpy as np
 import pytest
+from media import make_video, read_barcode
 
 import extract
 from extract import Settings, VideoError
-from media import make_video, read_barcode
 
 LIMITS = Settings(max_pixels=4096 * 2304, max_duration_s=1800)
 

@@ -10,10 +10,10 @@ import urllib.request
 import boto3
 import pytest
 from botocore.exceptions import ClientError
+from conftest import ROOT, FakeContext, sqs_event
+from media import make_video
 
 import app
-from conftest import ROOT, sqs_event, FakeContext
-from media import make_video
 
 
 @pytest.fixture
