@@ -113,3 +113,36 @@ def test_demo_runs_one_batch_through_the_handler_and_leaves_nothing_running(tmp_
     assert (ROOT / "out" / "sample" / "contact_sheet.jpg").exists()
     assert not list((ROOT / ".stack").glob("*.pids")) or all(
         int(p.stem) == os.getpid() for p in (ROOT / ".stack").glob("*.pids"))
+
+
+def test_make_stack_prints_its_environment_and_stops_everything_on_ctrl_c():
+    import signal
+    import time
+    import urllib.request
+
+    proc = subprocess.Popen([sys.executable, str(ROOT / "stack.py")], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        lines = []
+        while len(lines) < 20:
+            line = proc.stdout.readline()
+            if not line or line.startswith("# Ctrl-C"):
+                break
+            lines.append(line.strip())
+        exports = dict(line[len("export "):].split("=", 1) for line in lines if line.startswith("export "))
+        assert {"SUPABASE_URL", "SUPABASE_KEY", "AWS_ENDPOINT_URL", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY",
+                "AWS_DEFAULT_REGION", "S3_BUCKET_VIDEOS", "S3_BUCKET_FRAMES"} <= set(exports)
+        request = urllib.request.Request(exports["SUPABASE_URL"] + "/rest/v1/videos?limit=1",
+                                         headers={"apikey": exports["SUPABASE_KEY"],
+                                                  "Authorization": "Bearer " + exports["SUPABASE_KEY"]})
+        assert urllib.request.urlopen(request, timeout=5).status == 200
+        pids_file = ROOT / ".stack" / f"{proc.pid}.pids"
+        server_pids = [int(p) for p in pids_file.read_text().split()]
+    finally:
+        proc.send_signal(signal.SIGINT)
+        proc.wait(timeout=30)
+    assert proc.returncode == 0
+    assert not pids_file.exists()
+    time.sleep(0.5)
+    for pid in server_pids:
+        with pytest.raises(ProcessLookupError):
+            os.kill(pid, 0)
