@@ -74,6 +74,8 @@ class Settings:
     jpeg_quality: int = 90
     max_pixels: int = 0  # refuse larger frames (width x height); 0: no limit
     max_duration_s: float = 0  # refuse longer videos; 0: no limit
+    frame_pick: str = "middle"  # "middle", or "best": the sharpest frame with content near the middle
+    frame_pick_window: float = 0.3  # with "best": the share of the scene searched, around its middle
 
 
 @dataclass
@@ -91,6 +93,7 @@ class Detection:
     pts: array = field(repr=False)  # raw pts of each frame, for seeking in pass 2
     keyframes: list[int] = field(repr=False, default_factory=list)
     kept: dict = field(repr=False, default_factory=dict)  # frame number -> upright BGR image
+    content: bytearray = field(repr=False, default_factory=bytearray)  # 1: not black, white or blank
 
 
 @dataclass(frozen=True)
@@ -147,6 +150,79 @@ def select_frames(scenes, frame_count, min_frames, max_frames=0):
         frames = _spread(range(frame_count), min_frames)
         picks = [Pick(f, scene_of(f), "even") for f in frames]
     return method, _spread(picks, max_frames)
+
+
+def choose_windows(picks, scenes, content, frame_pick="middle", window=0.3, min_frames=1):
+    """Where to look for each pick's frame: `[(pick, (first, last))]`.
+
+    "middle" looks at the pick itself. "best" drops scenes that are black, white or
+    blank throughout (unless fewer than `min_frames` picks would be left), and looks
+    at `window` of the scene around the frame with content nearest its middle, for
+    the sharpest frame with content: the middle is often a motion blur or a fade.
+    Evenly spaced picks are left where they are.
+    """
+    if frame_pick != "best":
+        return [(p, (p.frame, p.frame)) for p in picks]
+    chosen, dull = [], []
+    for pick in picks:
+        if pick.reason != "middle":
+            chosen.append((pick, (pick.frame, pick.frame)))
+            continue
+        start, end = scenes[pick.scene]
+        lively = [n for n in range(start, end) if n < len(content) and content[n]]
+        if not lively:
+            dull.append((pick, (pick.frame, pick.frame)))
+            continue
+        centre = min(lively, key=lambda n: abs(n - pick.frame))
+        half = int(window * (end - start) / 2)
+        chosen.append((Pick(centre, pick.scene, "sharpest"), (max(start, centre - half), min(end - 1, centre + half))))
+    if len(chosen) < min_frames:  # keep dull scenes rather than fall below min_frames
+        chosen = sorted(chosen + dull[: min_frames - len(chosen)], key=lambda item: item[0].frame)
+    return chosen
+
+
+# --- Frame quality ---------------------------------------------------------------------------
+
+BLACK_LEVEL, WHITE_LEVEL, BLANK_SPREAD = 16, 240, 6  # luma mean and spread, 0-255
+
+
+def small_size(width, height):
+    """The size PySceneDetect's SceneManager scores frames at: about DETECT_WIDTH on the long side."""
+    factor = max(width, height) / DETECT_WIDTH if max(width, height) >= DETECT_WIDTH else 1
+    return max(1, round(width / factor)), max(1, round(height / factor))
+
+
+def has_content(luma):
+    """1 unless a (small) luma image is near-black, near-white or blank (nearly uniform)."""
+    mean, spread = cv2.meanStdDev(luma)
+    return int(BLACK_LEVEL < mean[0][0] < WHITE_LEVEL and spread[0][0] > BLANK_SPREAD)
+
+
+def sharpness(luma):
+    """Variance of the Laplacian: high for crisp edges, low for blur, fades and flat frames."""
+    return float(cv2.Laplacian(luma, cv2.CV_64F).var())
+
+
+class FrameJudge:
+    """Rates a decoded frame as (has content, sharpness), on a luma image about
+    DETECT_WIDTH wide (Performance: scaled by one reused swscale context)."""
+
+    def __init__(self, width, height):
+        self.size = small_size(width, height)
+        self.shrink = VideoReformatter()
+
+    def __call__(self, frame):
+        luma = self.shrink.reformat(frame, width=self.size[0], height=self.size[1], format="gray",
+                                    interpolation=Interpolation.AREA).to_ndarray()
+        return self.rate(luma)
+
+    def rate_image(self, bgr):
+        size = small_size(bgr.shape[1], bgr.shape[0])
+        return self.rate(cv2.resize(cv2.cvtColor(bgr, cv2.COLOR_BGR2GRAY), size, interpolation=cv2.INTER_AREA))
+
+    @staticmethod
+    def rate(luma):
+        return (has_content(luma), sharpness(luma))
 
 
 # --- Pass 1: detection -----------------------------------------------------------------------
@@ -206,10 +282,9 @@ def detect(path, threshold=27.0, min_scene_len=15, check=None, progress=None, ke
         # frames, and fades then score ~100.
         shrink = VideoReformatter()
         width, height = stream.codec_context.width, stream.codec_context.height
-        factor = max(width, height) / DETECT_WIDTH if max(width, height) >= DETECT_WIDTH else 1
-        small_w, small_h = _even(round(width / factor)), _even(round(height / factor))
+        small_w, small_h = (_even(side) for side in small_size(width, height))
 
-        cuts, times, pts, keyframes = [], array("d"), array("q"), []
+        cuts, times, pts, keyframes, content = [], array("d"), array("q"), [], bytearray()
         rotation, last_duration = 0, 1 / fps
         index = 0
         try:
@@ -232,7 +307,9 @@ def detect(path, threshold=27.0, min_scene_len=15, check=None, progress=None, ke
                     last_duration = float(frame.duration * frame.time_base)
                 small = shrink.reformat(frame, width=small_w, height=small_h, format="yuv420p",
                                         interpolation=Interpolation.AREA)
-                bgr = cv2.cvtColor(small.to_ndarray(), cv2.COLOR_YUV2BGR_I420)
+                planes = small.to_ndarray()
+                content.append(has_content(planes[:small_h]))
+                bgr = cv2.cvtColor(planes, cv2.COLOR_YUV2BGR_I420)
                 found = detector.process_frame(FrameTimecode(index, rate), bgr)
                 cuts.extend(tc.frame_num for tc in found)
                 index += 1
@@ -272,6 +349,7 @@ def detect(path, threshold=27.0, min_scene_len=15, check=None, progress=None, ke
         pts=pts,
         keyframes=keyframes,
         kept={n: upright(image, rotation) for n, image in kept.items()},
+        content=content,
     )
 
 
@@ -312,48 +390,64 @@ def upright(image, rotation):
 # --- Pass 2: grab the chosen frames ----------------------------------------------------------
 
 
-def read_frames(path, detection, frame_numbers, check=None):
-    """Pass 2: yield `(frame_number, upright BGR image)` for each wanted frame, in order.
+def read_frames(path, detection, windows, check=None, judge=None):
+    """Pass 2: for each window, yield `(frame_number, upright BGR image, quality)`, in order.
+
+    A window is a frame number, or `(first, last)` frame numbers: within it, the frame
+    `judge(av_frame)` rates highest wins (the first, when there is no judge); `quality`
+    is what the judge said of it.
 
     Performance: decoding runs forward only and does as little as it can. Before each
-    wanted frame it seeks to the keyframe before it when that lies ahead (the frames in
+    window it seeks to the keyframe before it when that lies ahead (the frames in
     between are never decoded), and until it is `APPROACH` frames away it decodes only
     reference frames (`skip_frame = NONREF`: no other frame depends on the skipped
-    ones, so what is decoded stays exact). Should the wanted frame be skipped all the
-    same, it seeks back to the keyframe once and decodes everything.
+    ones, so what is decoded stays exact). Should the window's first frame be skipped
+    all the same, it seeks back to the keyframe once and decodes everything.
     """
-    wanted = sorted(set(frame_numbers))
-    if not wanted:
+    spans = sorted({(w, w) if isinstance(w, int) else tuple(w) for w in windows})
+    if not spans:
         return
     index_of = {pts: i for i, pts in enumerate(detection.pts)}
     container, stream = _open(path)
     with container:
         if len(index_of) != detection.frame_count or -1 in index_of:
             # No usable timestamps to find frames by: one plain pass, counting frames.
-            yield from _read_counting(path, container, stream, detection, wanted, check)
+            yield from _read_counting(path, container, stream, detection, spans, check, judge)
             return
         frames, position = None, -1
-        for target in wanted:
-            key = _keyframe_before(detection.keyframes, target)
-            image = None
+        for first, last in spans:
+            key = _keyframe_before(detection.keyframes, first)
+            found = None
             for may_skip in (True, False):
                 if frames is None or key > position or not may_skip:
                     if frames is not None or key > 0:
                         container.seek(detection.pts[key], stream=stream, backward=True)
                     frames, position = container.decode(stream), -1
-                image, position = _decode_until(path, frames, stream, index_of, target, position, may_skip, check)
-                if image is not None:
+                found, position = _decode_until(path, frames, stream, index_of, first, position, may_skip, check)
+                if found is not None:
                     break
-            if image is None:
-                raise VideoError(path, f"frame {target} could not be found on the second pass")
-            yield target, upright(image, detection.rotation)
+            if found is None:
+                raise VideoError(path, f"frame {first} could not be found on the second pass")
+            best, quality = first, judge(found) if judge else None
+            image = found.to_ndarray(format="bgr24")
+            while judge and position < last:
+                frame = next(frames, None)
+                if frame is None:
+                    break
+                if check:
+                    check()
+                position = index_of.get(frame.pts, position)
+                rating = judge(frame)
+                if rating > quality:
+                    best, quality, image = position, rating, frame.to_ndarray(format="bgr24")
+            yield best, upright(image, detection.rotation), quality
 
 
 APPROACH = 16  # frames before a wanted frame where full decoding resumes
 
 
 def _decode_until(path, frames, stream, index_of, target, position, may_skip, check):
-    """Decode on from `position` to frame `target`; returns (its image or None, new position)."""
+    """Decode on from `position` to frame `target`; returns (that frame or None, new position)."""
     context = stream.codec_context
     try:
         while True:
@@ -367,7 +461,7 @@ def _decode_until(path, frames, stream, index_of, target, position, may_skip, ch
                 check()
             position = index_of.get(frame.pts, position)
             if position == target:
-                return frame.to_ndarray(format="bgr24"), position
+                return frame, position
             if position > target:
                 return None, position
     except av.FFmpegError as err:
@@ -376,21 +470,30 @@ def _decode_until(path, frames, stream, index_of, target, position, may_skip, ch
         context.skip_frame = "DEFAULT"
 
 
-def _read_counting(path, container, stream, detection, wanted, check):
-    remaining = set(wanted)
+def _read_counting(path, container, stream, detection, spans, check, judge):
+    """The same as read_frames, for streams whose frames cannot be found by timestamp."""
+    spans = list(spans)
+    best = None  # (frame number, image, quality) of the window being read
     try:
         for index, frame in enumerate(container.decode(stream)):
             if check:
                 check()
-            if index in remaining:
-                remaining.discard(index)
-                yield index, upright(frame.to_ndarray(format="bgr24"), detection.rotation)
-                if not remaining:
-                    return
+            if not spans:
+                return
+            first, last = spans[0]
+            if index < first:
+                continue
+            rating = judge(frame) if judge else None
+            if best is None or (judge and rating > best[2]):
+                best = (index, frame.to_ndarray(format="bgr24"), rating)
+            if index >= last:
+                yield best[0], upright(best[1], detection.rotation), best[2]
+                spans.pop(0)
+                best = None
     except av.FFmpegError as err:
         raise VideoError(path, f"decoding failed on the second pass ({_reason(err)})") from None
-    if remaining:
-        raise VideoError(path, f"frame {min(remaining)} could not be found on the second pass")
+    if spans:
+        raise VideoError(path, f"frame {spans[0][0]} could not be found on the second pass")
 
 
 def _keyframe_before(keyframes, frame):
@@ -411,18 +514,22 @@ def extract(path, out_dir, settings=Settings(), check=None, progress=None, conta
     scenes = scenes_from_cuts(detection.cuts, detection.frame_count)
     method, picks = select_frames(scenes, detection.frame_count, settings.min_frames, settings.max_frames)
 
+    windows = choose_windows(picks, scenes, detection.content, settings.frame_pick, settings.frame_pick_window,
+                             settings.min_frames)
+
     os.makedirs(out_dir, exist_ok=True)
     params = [cv2.IMWRITE_JPEG_QUALITY, settings.jpeg_quality]
     frames, thumbs = [], []
-    missing = [p.frame for p in picks if p.frame not in detection.kept]
-    images = dict(detection.kept)
-    found = read_frames(path, detection, missing, check)
-    for index, pick in enumerate(picks):
-        number = pick.frame
-        if number not in images:
-            got, images[number] = next(found)
-            assert got == number
-        image = images.pop(number)
+    judge = FrameJudge(*((detection.height, detection.width) if detection.rotation % 180 else (detection.width, detection.height)))
+    held = dict(detection.kept)
+    found = read_frames(path, detection, [w for _, w in windows if w != (w[0], w[0]) or w[0] not in held], check, judge)
+    for index, (pick, window) in enumerate(windows):
+        if window[0] == window[1] and window[0] in held:
+            number, image = window[0], held.pop(window[0])
+            quality = judge.rate_image(image)
+        else:
+            number, image, quality = next(found)
+            assert window[0] <= number <= window[1]
         name = f"{index}.jpg"
         ok, jpeg = cv2.imencode(".jpg", image, params)
         if not ok:
@@ -431,7 +538,7 @@ def extract(path, out_dir, settings=Settings(), check=None, progress=None, conta
             fh.write(jpeg.tobytes())
         time_s = detection.times[number]
         frames.append({"index": index, "file": name, "frame": number, "time_s": round(time_s, 6),
-                       "scene": pick.scene, "reason": pick.reason})
+                       "scene": pick.scene, "reason": pick.reason, "sharpness": round(quality[1], 1)})
         if contact_sheet:
             thumbs.append(_thumbnail(image, f"#{index}  {_clock(time_s)}"))
         del image

@@ -137,7 +137,7 @@ def test_second_pass_finds_exact_frames_even_when_skipping_misses_them(tmp_path,
     detection = extract.detect(path)
     wanted = [3, 57, 58, 59, 60, 61, 120, 121, 199]
     monkeypatch.setattr(extract, "APPROACH", approach)
-    got = [(number, read_barcode(image)) for number, image in extract.read_frames(path, detection, wanted)]
+    got = [(number, read_barcode(image)) for number, image, _ in extract.read_frames(path, detection, wanted)]
     assert got == [(n, n) for n in wanted]
 
 
