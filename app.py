@@ -306,7 +306,8 @@ def extract_frames(video_path, frames_dir):
     settings = Settings(threshold=config.SCENE_THRESHOLD, min_scene_len=config.MIN_SCENE_LEN,
                         min_frames=config.MIN_FRAMES, max_frames=config.MAX_FRAMES,
                         jpeg_quality=config.JPEG_QUALITY, max_pixels=config.MAX_PIXELS,
-                        max_duration_s=config.MAX_DURATION_S)
+                        max_duration_s=config.MAX_DURATION_S, frame_pick=config.FRAME_PICK,
+                        frame_pick_window=config.FRAME_PICK_WINDOW)
     try:
         return extract(video_path, frames_dir, settings, check=deadline().check, contact_sheet=False)
     except VideoError as err:
@@ -572,11 +573,15 @@ def main(argv=None):
                         help=f"frames to take evenly when there are fewer scenes (default {config.MIN_FRAMES})")
     parser.add_argument("--max-frames", type=_number(int, 0), default=config.MAX_FRAMES,
                         help=f"keep at most this many frames, 0 for no cap (default {config.MAX_FRAMES})")
+    parser.add_argument("--frame-pick", choices=("middle", "best"), default=config.FRAME_PICK,
+                        help=f"middle frame of each scene, or the sharpest with content near it (default {config.FRAME_PICK})")
     args = parser.parse_args(argv)
 
     out_dir = args.out or os.path.join("frames", os.path.splitext(os.path.basename(args.video))[0])
     settings = Settings(threshold=args.threshold, min_scene_len=config.MIN_SCENE_LEN,
-                        min_frames=args.min_frames, max_frames=args.max_frames, jpeg_quality=config.JPEG_QUALITY)
+                        min_frames=args.min_frames, max_frames=args.max_frames, jpeg_quality=config.JPEG_QUALITY,
+                        max_pixels=config.MAX_PIXELS, max_duration_s=config.MAX_DURATION_S,
+                        frame_pick=args.frame_pick, frame_pick_window=config.FRAME_PICK_WINDOW)
     started = time.monotonic()
     _remove_numbered_frames(out_dir)
     try:

@@ -88,6 +88,12 @@ MIN_SCENE_LEN = _scene_len("MIN_SCENE_LEN", "15")
 MIN_FRAMES = _int("MIN_FRAMES", 3, minimum=1, maximum=1000)
 MAX_FRAMES = _int("MAX_FRAMES", 0, minimum=0, maximum=100000)
 JPEG_QUALITY = _int("JPEG_QUALITY", 90, minimum=1, maximum=100)
+FRAME_PICK = _raw("FRAME_PICK", "middle")
+if FRAME_PICK not in ("middle", "best"):
+    raise ConfigError(f"FRAME_PICK must be middle or best, got {FRAME_PICK!r}")
+FRAME_PICK_WINDOW = _float("FRAME_PICK_WINDOW", 0.3, minimum=0.0)
+if FRAME_PICK_WINDOW > 1:
+    raise ConfigError(f"FRAME_PICK_WINDOW must be between 0 and 1, got {FRAME_PICK_WINDOW}")
 MAX_PIXELS = _int("MAX_PIXELS", 4096 * 2304, minimum=0)  # 0: no limit
 MAX_DURATION_S = _float("MAX_DURATION_S", 1800.0, minimum=0.0)  # 0: no limit
 

@@ -51,12 +51,13 @@ def read_barcode(image):
 
 
 def make_video(path, scene_lengths, width=320, height=240, fps=25, rotation=0, pts_ms=None,
-               codec="libx264", gop=None, bframes=3):
+               codec="libx264", gop=None, bframes=3, touch=None):
     """Encode a video of scenes of the given lengths (in frames), hard cuts between them.
 
     `rotation` stores the picture turned so that a player (honouring the display matrix,
     counter-clockwise degrees) shows it upright; `pts_ms` gives every frame its own
-    timestamp in milliseconds (variable frame rate). Returns the list of cut frames.
+    timestamp in milliseconds (variable frame rate); `touch(number, image)` may change a
+    frame before it is encoded (blur it, black it out). Returns the list of cut frames.
     """
     total = sum(scene_lengths)
     stored_w, stored_h = (height, width) if rotation % 180 == 90 else (width, height)
@@ -78,6 +79,8 @@ def make_video(path, scene_lengths, width=320, height=240, fps=25, rotation=0, p
         for scene, length in enumerate(scene_lengths):
             for i in range(length):
                 image = draw_frame(number, COLOURS[scene % len(COLOURS)], width, height, i)
+                if touch:
+                    image = touch(number, image)
                 # np.rot90 with k=-r/90 turns clockwise: a player turns it back counter-clockwise.
                 stored = np.ascontiguousarray(np.rot90(image, k=-(rotation // 90))) if rotation else image
                 frame = av.VideoFrame.from_ndarray(stored, format="bgr24")

@@ -316,3 +316,69 @@ def test_single_shot_rotated_video_frames_held_in_pass_one_are_upright(tmp_path)
     assert [f["frame"] for f in manifest["frames"]] == [10, 30, 50]
     assert cv2.imread(str(tmp_path / "out" / "0.jpg")).shape[:2] == (192, 320)
     assert frames_of(tmp_path / "out", manifest) == [10, 30, 50]
+
+
+# --- Frame quality (FRAME_PICK=best) --------------------------------------------------------
+
+
+def blacked_out(frames):
+    def touch(number, image):
+        return image * 0 if number in frames else image
+    return touch
+
+
+def test_best_pick_never_returns_a_black_middle(tmp_path):
+    # Three 40-frame scenes whose middle 10 frames are black (a fade through black).
+    black = {n for start in (0, 40, 80) for n in range(start + 15, start + 25)}
+    path = tmp_path / "black_middles.mp4"
+    make_video(path, [40, 40, 40], touch=blacked_out(black))
+    middle = extract.extract(path, tmp_path / "middle", Settings(min_scene_len=3))
+    best = extract.extract(path, tmp_path / "best", Settings(min_scene_len=3, frame_pick="best"))
+    # Scenes as found (the black stretches may split them); with "middle" some frame is black.
+    assert any(f["frame"] in black for f in middle["frames"])
+    assert best["frames"] and not any(f["frame"] in black for f in best["frames"])
+    assert {f["reason"] for f in best["frames"]} == {"sharpest"}
+    for frame in best["frames"]:
+        image = cv2.imread(str(tmp_path / "best" / frame["file"]))
+        assert image.mean() > 30  # not black
+        assert read_barcode(image) == frame["frame"]
+
+
+def test_best_pick_is_at_least_as_sharp_as_the_middle_under_motion_blur(tmp_path):
+    blurred = {n for start in (0, 50, 100) for n in range(start + 18, start + 32)}
+
+    def blur(number, image):
+        return cv2.GaussianBlur(image, (0, 0), 6) if number in blurred else image
+
+    path = tmp_path / "blur.mp4"
+    make_video(path, [50, 50, 50], touch=blur)
+    middle = extract.extract(path, tmp_path / "middle", Settings())
+    best = extract.extract(path, tmp_path / "best", Settings(frame_pick="best", frame_pick_window=0.8))
+    assert [f["frame"] for f in middle["frames"]] == [25, 75, 125]  # all blurred
+    for m, b in zip(middle["frames"], best["frames"], strict=True):
+        assert b["sharpness"] >= m["sharpness"]
+        assert b["frame"] not in blurred
+        assert read_barcode(cv2.imread(str(tmp_path / "best" / b["file"]))) == b["frame"]
+
+
+def test_a_scene_black_throughout_is_dropped_unless_too_few_would_remain(tmp_path):
+    black = set(range(40, 80))
+    path = tmp_path / "black_scene.mp4"
+    make_video(path, [40, 40, 40, 40], touch=blacked_out(black))
+    best = extract.extract(path, tmp_path / "best", Settings(frame_pick="best"))
+    assert len(best["scenes"]) == 4
+    assert [f["scene"] for f in best["frames"]] == [0, 2, 3]
+    kept = extract.extract(path, tmp_path / "kept", Settings(frame_pick="best", min_frames=4))
+    assert [f["scene"] for f in kept["frames"]] == [0, 1, 2, 3]
+
+
+def test_choose_windows_is_pure_and_stays_inside_each_scene():
+    scenes = [(0, 10), (10, 30)]
+    picks = [extract.Pick(5, 0, "middle"), extract.Pick(20, 1, "middle")]
+    content = bytearray([1] * 30)
+    assert extract.choose_windows(picks, scenes, content, "middle") == [(picks[0], (5, 5)), (picks[1], (20, 20))]
+    chosen = extract.choose_windows(picks, scenes, content, "best", window=0.5)
+    assert [w for _, w in chosen] == [(3, 7), (15, 25)]
+    content[15:30] = bytes(15)  # the second scene is content only in 10..14
+    chosen = extract.choose_windows(picks, scenes, content, "best", window=0.5)
+    assert chosen[1][0].frame == 14 and chosen[1][1] == (10, 19)
