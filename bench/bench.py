@@ -3,6 +3,7 @@
 
 For each video, in the same run and interleaved (so machine load hits all alike):
   ours   python3 app.py V -o TMP                                    (the whole job)
+  best   python3 app.py V -o TMP --frame-pick best                  (the same, picking sharp frames)
   floor  ffmpeg -i V -f null -                                      (just decoding it)
   psd    scenedetect -i V -o TMP detect-content save-images -n 1    (PySceneDetect doing the job)
 Reports the median wall time of --runs runs, peak RSS, and the ratios ours/floor and
@@ -82,7 +83,8 @@ def measure(argv):
 
 def commands(video, tmp):
     return {
-        "ours": [PYTHON, os.path.join(ROOT, "app.py"), video, "-o", os.path.join(tmp, "ours")],
+        "ours": [PYTHON, os.path.join(ROOT, "app.py"), video, "-o", os.path.join(tmp, "ours"), "--frame-pick", "middle"],
+        "best": [PYTHON, os.path.join(ROOT, "app.py"), video, "-o", os.path.join(tmp, "best"), "--frame-pick", "best"],
         "floor": ["ffmpeg", "-v", "error", "-nostdin", "-i", video, "-f", "null", "-"],
         "psd": [SCENEDETECT, "-q", "-i", video, "-o", os.path.join(tmp, "psd"), "detect-content", "save-images", "-n", "1"],
     }
@@ -97,8 +99,8 @@ def main():
     rows, missed = [], []
     for video in videos(args.only):
         name = os.path.basename(video)
-        samples = {"ours": [], "floor": [], "psd": []}
-        rss = {"ours": 0.0, "floor": 0.0, "psd": 0.0}
+        samples = {"ours": [], "best": [], "floor": [], "psd": []}
+        rss = dict.fromkeys(samples, 0.0)
         for _ in range(args.runs):
             with tempfile.TemporaryDirectory(prefix="bench-") as tmp:
                 for key, argv in commands(video, tmp).items():
@@ -107,7 +109,7 @@ def main():
                     rss[key] = max(rss[key], peak)
         wall = {key: statistics.median(values) for key, values in samples.items()}
         row = (name, wall["ours"], wall["floor"], wall["psd"], wall["ours"] / wall["floor"],
-               wall["ours"] / wall["psd"], rss["ours"], rss["psd"])
+               wall["ours"] / wall["psd"], rss["ours"], rss["psd"], wall["best"], wall["best"] / wall["floor"])
         rows.append(row)
         print(f"  {name}: ours {wall['ours']:.2f}s, floor {wall['floor']:.2f}s, psd {wall['psd']:.2f}s", file=sys.stderr)
         if row[5] > MAX_RATIO_TO_PSD:
@@ -117,10 +119,10 @@ def main():
 
     print(f"\nmedian of {args.runs} runs, wall seconds; ratios are ours / other\n")
     print("| video | ours s | ffmpeg decode s | PySceneDetect s | ours/ffmpeg | ours/PySceneDetect "
-          "| ours peak RSS MiB | PySceneDetect peak RSS MiB |")
-    print("|---|---:|---:|---:|---:|---:|---:|---:|")
+          "| ours peak RSS MiB | PySceneDetect peak RSS MiB | best s | best/ffmpeg |")
+    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
     for row in rows:
-        print("| {} | {:.2f} | {:.2f} | {:.2f} | {:.2f} | {:.2f} | {:.0f} | {:.0f} |".format(*row))
+        print("| {} | {:.2f} | {:.2f} | {:.2f} | {:.2f} | {:.2f} | {:.0f} | {:.0f} | {:.2f} | {:.2f} |".format(*row))
     if missed:
         print("\ntargets missed:\n  " + "\n  ".join(missed))
         return 1
