@@ -94,6 +94,7 @@ class Detection:
     keyframes: list[int] = field(repr=False, default_factory=list)
     kept: dict = field(repr=False, default_factory=dict)  # frame number -> upright BGR image
     content: bytearray = field(repr=False, default_factory=bytearray)  # 1: not black, white or blank
+    flashes: list = field(default_factory=list)  # [first, last] frames of flashes whose cuts were dropped
 
 
 @dataclass(frozen=True)
@@ -195,7 +196,44 @@ def small_size(width, height):
 def has_content(luma):
     """1 unless a (small) luma image is near-black, near-white or blank (nearly uniform)."""
     mean, spread = cv2.meanStdDev(luma)
-    return int(BLACK_LEVEL < mean[0][0] < WHITE_LEVEL and spread[0][0] > BLANK_SPREAD)
+    return _is_content(mean[0][0], spread[0][0])
+
+
+def _is_content(mean, spread):
+    return int(BLACK_LEVEL < mean < WHITE_LEVEL and spread > BLANK_SPREAD)
+
+
+# A flash: at most FLASH_FRAMES frames, FLASH_JUMP brighter (mean luma) than the frames
+# on either side, which look alike (mean difference of 8x8 thumbnails below FLASH_SAME).
+FLASH_FRAMES, FLASH_JUMP, FLASH_SAME = 3, 30.0, 16.0
+THUMB_SIDE = 8
+
+
+def drop_flash_cuts(cuts, luma, thumbs):
+    """Remove the cuts a flash caused, and return `(cuts, flashes)`.
+
+    ContentDetector sees a white flash as two cuts, into it and out of it. Around each
+    cut, look for a run of one to FLASH_FRAMES frames much brighter than the frames just
+    before and after it, where those two frames show the same picture: that run is a
+    flash, not a scene, and every cut from its first frame to the frame after it goes.
+    A real cut that happens under a flash keeps its cut: the pictures around it differ.
+    """
+    def thumb(n):
+        return np.frombuffer(thumbs, np.uint8, THUMB_SIDE * THUMB_SIDE, n * THUMB_SIDE * THUMB_SIDE).astype(np.int16)
+
+    count, flashes = len(luma), []
+    for cut in cuts:
+        for first in range(max(1, cut - FLASH_FRAMES), cut + 1):
+            for last in range(first, min(first + FLASH_FRAMES, count - 1)):
+                if not first <= cut <= last + 1:
+                    continue
+                around = max(luma[first - 1], luma[last + 1])
+                if min(luma[first:last + 1]) - around < FLASH_JUMP:
+                    continue
+                if np.abs(thumb(first - 1) - thumb(last + 1)).mean() < FLASH_SAME and [first, last] not in flashes:
+                    flashes.append([first, last])
+    kept = [c for c in cuts if not any(a <= c <= b + 1 for a, b in flashes)]
+    return kept, flashes
 
 
 def sharpness(luma):
@@ -258,7 +296,7 @@ def _frame_time(frame, index, fps):
 
 
 def detect(path, threshold=27.0, min_scene_len=15, check=None, progress=None, keep=None,
-           max_pixels=0, max_duration_s=0):
+           max_pixels=0, max_duration_s=0, flash_filter=True):
     """Pass 1: decode every frame once and find the cuts. Returns a Detection.
 
     `check()` is called for every frame and may raise to abandon the work (the handler
@@ -266,6 +304,7 @@ def detect(path, threshold=27.0, min_scene_len=15, check=None, progress=None, ke
     `keep(frame_count)` may name a few frames to hold on to (see `extract`).
     `max_pixels` and `max_duration_s` (0: no limit) refuse videos too big to be worth
     decoding, from the header when it says so and during decoding when it lied.
+    `flash_filter` drops the cuts that brief flashes cause (see drop_flash_cuts).
     """
     container, stream = _open(path)
     with container:
@@ -285,6 +324,7 @@ def detect(path, threshold=27.0, min_scene_len=15, check=None, progress=None, ke
         small_w, small_h = (_even(side) for side in small_size(width, height))
 
         cuts, times, pts, keyframes, content = [], array("d"), array("q"), [], bytearray()
+        luma, thumbs = array("f"), bytearray()  # per frame, for the flash filter
         rotation, last_duration = 0, 1 / fps
         index = 0
         try:
@@ -308,7 +348,10 @@ def detect(path, threshold=27.0, min_scene_len=15, check=None, progress=None, ke
                 small = shrink.reformat(frame, width=small_w, height=small_h, format="yuv420p",
                                         interpolation=Interpolation.AREA)
                 planes = small.to_ndarray()
-                content.append(has_content(planes[:small_h]))
+                mean, spread = cv2.meanStdDev(planes[:small_h])
+                content.append(_is_content(mean[0][0], spread[0][0]))
+                luma.append(mean[0][0])
+                thumbs += cv2.resize(planes[:small_h], (THUMB_SIDE, THUMB_SIDE), interpolation=cv2.INTER_AREA).tobytes()
                 bgr = cv2.cvtColor(planes, cv2.COLOR_YUV2BGR_I420)
                 found = detector.process_frame(FrameTimecode(index, rate), bgr)
                 cuts.extend(tc.frame_num for tc in found)
@@ -324,6 +367,7 @@ def detect(path, threshold=27.0, min_scene_len=15, check=None, progress=None, ke
                 f"{expected or '?'} ({_reason(err)}); the file is corrupt or truncated",
             ) from None
         cuts.extend(tc.frame_num for tc in detector.post_process(FrameTimecode(index, rate)))
+        cuts, flashes = drop_flash_cuts(sorted(set(cuts)), luma, thumbs) if flash_filter else (sorted(set(cuts)), [])
 
     if index == 0:
         raise VideoError(path, "no frame could be decoded (corrupt or unsupported video data)")
@@ -344,7 +388,8 @@ def detect(path, threshold=27.0, min_scene_len=15, check=None, progress=None, ke
         fps=fps,
         frame_count=index,
         duration_s=times[-1] + last_duration,
-        cuts=sorted(set(cuts)),
+        cuts=cuts,
+        flashes=flashes,
         times=times,
         pts=pts,
         keyframes=keyframes,

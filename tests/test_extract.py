@@ -7,6 +7,7 @@ import sys
 
 import av
 import cv2
+import numpy as np
 import pytest
 from media import make_video, read_barcode
 
@@ -382,3 +383,33 @@ def test_choose_windows_is_pure_and_stays_inside_each_scene():
     content[15:30] = bytes(15)  # the second scene is content only in 10..14
     chosen = extract.choose_windows(picks, scenes, content, "best", window=0.5)
     assert chosen[1][0].frame == 14 and chosen[1][1] == (10, 19)
+
+
+def whitened(frames):
+    def touch(number, image):
+        return np.full_like(image, 250) if number in frames else image
+    return touch
+
+
+def test_flashes_do_not_make_scenes_but_a_cut_under_a_flash_stays(tmp_path):
+    # One shot (0-89) with a 1-frame flash at 20 and a 3-frame flash at 50-52; a real
+    # cut at 90 hidden under a 2-frame flash at 89-90; another shot to 150.
+    flashes = {20, 50, 51, 52, 89, 90}
+    path = tmp_path / "flashes.mp4"
+    make_video(path, [90, 60], touch=whitened(flashes))
+    detection = extract.detect(path, min_scene_len=3)
+    assert [20, 20] in detection.flashes and [50, 52] in detection.flashes
+    assert all(c not in (20, 21, 50, 53) for c in detection.cuts)
+    assert any(89 <= c <= 91 for c in detection.cuts)  # the real cut survives
+    unfiltered = extract.detect(path, min_scene_len=3, flash_filter=False)
+    assert 20 in unfiltered.cuts and 53 in unfiltered.cuts  # what ContentDetector alone sees
+
+
+def test_drop_flash_cuts_is_pure():
+    luma = [100.0] * 10
+    luma[4] = 240.0
+    thumbs = bytes(64) * 10
+    assert extract.drop_flash_cuts([4, 5, 8], luma, thumbs) == ([8], [[4, 4]])
+    different = bytearray(thumbs)
+    different[5 * 64:6 * 64] = bytes([200]) * 64  # the frame after the flash is another picture
+    assert extract.drop_flash_cuts([4, 5], luma, bytes(different)) == ([4, 5], [])
