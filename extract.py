@@ -76,6 +76,7 @@ class Settings:
     max_duration_s: float = 0  # refuse longer videos; 0: no limit
     frame_pick: str = "middle"  # "middle", or "best": the sharpest frame with content near the middle
     frame_pick_window: float = 0.3  # with "best": the share of the scene searched, around its middle
+    detect_gradual: bool = False  # also find dissolves and fades (see find_gradual_transitions)
 
 
 @dataclass
@@ -95,6 +96,8 @@ class Detection:
     kept: dict = field(repr=False, default_factory=dict)  # frame number -> upright BGR image
     content: bytearray = field(repr=False, default_factory=bytearray)  # 1: not black, white or blank
     flashes: list = field(default_factory=list)  # [first, last] frames of flashes whose cuts were dropped
+    luma: array = field(repr=False, default_factory=lambda: array("f"))  # mean luma per frame
+    thumbs: bytearray = field(repr=False, default_factory=bytearray)  # 8x8 luma per frame
 
 
 @dataclass(frozen=True)
@@ -263,6 +266,63 @@ class FrameJudge:
         return (has_content(luma), sharpness(luma))
 
 
+# A gradual transition (dissolve, fade) of about 2h frames, for each h: the 8x8
+# thumbnails h frames either side of its middle differ by GRADUAL_CROSS or more, and by
+# GRADUAL_RATIO times more than the picture changes just before and just after it; and
+# the middle frame is a blend of the two (within GRADUAL_BLEND of their difference),
+# which camera motion is not.
+GRADUAL_HALVES, GRADUAL_CROSS, GRADUAL_RATIO, GRADUAL_BLEND = (6, 12, 20), 20.0, 3.0, 0.1
+FADE_GAP = 45  # two cuts at most this far apart with nothing but dark/blank between: one fade
+
+
+def _thumb_table(thumbs):
+    return np.frombuffer(bytes(thumbs), np.uint8).reshape(-1, THUMB_SIDE * THUMB_SIDE).astype(np.float32)
+
+
+def merge_fades(cuts, content):
+    """A fade through black (or white) makes ContentDetector cut into it and out of it:
+    two cuts with only frames without content between them become one, in the middle."""
+    merged = []
+    for cut in cuts:
+        if merged and cut - merged[-1] <= FADE_GAP and not any(content[merged[-1]:cut]):
+            merged[-1] = (merged[-1] + cut) // 2
+        else:
+            merged.append(cut)
+    return merged
+
+
+def find_gradual_transitions(thumbs, content, cuts, flashes):
+    """Middles of dissolves, fades and wipes that ContentDetector, which compares only
+    neighbouring frames, does not see. Each is reported once (the strongest of nearby
+    candidates), and not where a cut or a flash already explains the change."""
+    table = _thumb_table(thumbs)
+    count = min(len(content), len(table))
+
+    def distance(a, b):
+        return float(np.abs(table[a] - table[b]).mean())
+
+    candidates = []
+    for half in GRADUAL_HALVES:
+        for middle in range(2 * half, count - 2 * half):
+            cross = distance(middle - half, middle + half)
+            if cross < GRADUAL_CROSS:
+                continue
+            calm = max(distance(middle - 2 * half, middle - half), distance(middle + half, middle + 2 * half))
+            if cross < GRADUAL_RATIO * calm or not (content[middle - 2 * half] and content[middle + 2 * half]):
+                continue
+            blend = float(np.abs(table[middle] - (table[middle - half] + table[middle + half]) / 2).mean())
+            if blend <= GRADUAL_BLEND * cross:
+                candidates.append((cross - GRADUAL_RATIO * calm, middle, half))
+    found = []
+    for _, middle, half in sorted(candidates, reverse=True):
+        reach = 2 * half
+        if any(abs(middle - c) <= reach for c in cuts) or any(a - reach <= middle <= b + reach for a, b in flashes):
+            continue
+        if all(abs(middle - other) > max(reach, 2 * other_half) for other, other_half in found):
+            found.append((middle, half))
+    return sorted(middle for middle, _ in found)
+
+
 # --- Pass 1: detection -----------------------------------------------------------------------
 
 
@@ -296,7 +356,7 @@ def _frame_time(frame, index, fps):
 
 
 def detect(path, threshold=27.0, min_scene_len=15, check=None, progress=None, keep=None,
-           max_pixels=0, max_duration_s=0, flash_filter=True):
+           max_pixels=0, max_duration_s=0, flash_filter=True, gradual=False):
     """Pass 1: decode every frame once and find the cuts. Returns a Detection.
 
     `check()` is called for every frame and may raise to abandon the work (the handler
@@ -304,7 +364,8 @@ def detect(path, threshold=27.0, min_scene_len=15, check=None, progress=None, ke
     `keep(frame_count)` may name a few frames to hold on to (see `extract`).
     `max_pixels` and `max_duration_s` (0: no limit) refuse videos too big to be worth
     decoding, from the header when it says so and during decoding when it lied.
-    `flash_filter` drops the cuts that brief flashes cause (see drop_flash_cuts).
+    `flash_filter` drops the cuts that brief flashes cause (see drop_flash_cuts);
+    `gradual` finds dissolves, fades and wipes too (see find_gradual_transitions).
     """
     container, stream = _open(path)
     with container:
@@ -368,6 +429,9 @@ def detect(path, threshold=27.0, min_scene_len=15, check=None, progress=None, ke
             ) from None
         cuts.extend(tc.frame_num for tc in detector.post_process(FrameTimecode(index, rate)))
         cuts, flashes = drop_flash_cuts(sorted(set(cuts)), luma, thumbs) if flash_filter else (sorted(set(cuts)), [])
+        if gradual:
+            cuts = merge_fades(cuts, content)
+            cuts = sorted(cuts + find_gradual_transitions(thumbs, content, cuts, flashes))
 
     if index == 0:
         raise VideoError(path, "no frame could be decoded (corrupt or unsupported video data)")
@@ -395,6 +459,8 @@ def detect(path, threshold=27.0, min_scene_len=15, check=None, progress=None, ke
         keyframes=keyframes,
         kept={n: upright(image, rotation) for n, image in kept.items()},
         content=content,
+        luma=luma,
+        thumbs=thumbs,
     )
 
 
@@ -555,7 +621,8 @@ def extract(path, out_dir, settings=Settings(), check=None, progress=None, conta
     `contact_sheet.jpg` into `out_dir`, and return the manifest."""
     detection = detect(path, settings.threshold, settings.min_scene_len, check, progress,
                        keep=lambda count: _even_guess(count, settings),
-                       max_pixels=settings.max_pixels, max_duration_s=settings.max_duration_s)
+                       max_pixels=settings.max_pixels, max_duration_s=settings.max_duration_s,
+                       gradual=settings.detect_gradual)
     scenes = scenes_from_cuts(detection.cuts, detection.frame_count)
     method, picks = select_frames(scenes, detection.frame_count, settings.min_frames, settings.max_frames)
 

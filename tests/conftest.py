@@ -144,7 +144,8 @@ def service(stack, monkeypatch, tmp_path, logs):
                 "CONCURRENCY_LIMIT": 2, "MIN_REMAINING_MS": 30000, "MIN_FRAMES": 3, "MAX_FRAMES": 0,
                 "SCENE_THRESHOLD": 27.0, "MIN_SCENE_LEN": 15, "ALLOWED_PLATFORMS": (), "DEBUG": False,
                 "VIDEOS_TABLE": "videos", "ERRORS_TABLE": "extraction_errors", "MAX_VIDEO_BYTES": 1024**3,
-                "MAX_PIXELS": 4096 * 2304, "MAX_DURATION_S": 1800.0, "FRAME_PICK": "middle", "FRAME_PICK_WINDOW": 0.3}
+                "MAX_PIXELS": 4096 * 2304, "MAX_DURATION_S": 1800.0, "FRAME_PICK": "middle", "FRAME_PICK_WINDOW": 0.3,
+                "DETECT_GRADUAL": False}
     for name, value in settings.items():
         monkeypatch.setattr(config, name, value)
     stack.reset()

@@ -7,6 +7,7 @@ import sys
 
 import av
 import cv2
+import media
 import numpy as np
 import pytest
 from media import make_video, read_barcode
@@ -413,3 +414,28 @@ def test_drop_flash_cuts_is_pure():
     different = bytearray(thumbs)
     different[5 * 64:6 * 64] = bytes([200]) * 64  # the frame after the flash is another picture
     assert extract.drop_flash_cuts([4, 5], luma, bytes(different)) == ([4, 5], [])
+
+
+def test_dissolves_are_found_once_when_asked_for(tmp_path):
+    """Scene A dissolves into scene B over frames 40-63: found as one transition, never split."""
+    a = [media.draw_frame(n, media.COLOURS[0], 320, 240, n) for n in range(40, 64)]
+    b = [media.draw_frame(n, media.COLOURS[1], 320, 240, n) for n in range(40, 64)]
+
+    def dissolve(number, image):
+        if 40 <= number < 64:
+            share = (number - 40 + 1) / 25
+            return cv2.addWeighted(a[number - 40], 1 - share, b[number - 40], share, 0)
+        return image
+
+    path = tmp_path / "dissolve.mp4"
+    make_video(path, [64, 56], touch=dissolve)  # scene B (colour 1) goes on from 64: no hard cut
+    plain = extract.detect(path)
+    found = extract.detect(path, gradual=True)
+    assert len(found.cuts) == 1 and 44 <= found.cuts[0] <= 66, found.cuts
+    assert len(plain.cuts) <= 1  # ContentDetector alone may catch the hue flipping, or nothing
+
+
+def test_a_fade_through_black_is_one_cut():
+    content = bytearray([1] * 20 + [0] * 10 + [1] * 20)
+    assert extract.merge_fades([20, 30], content) == [25]
+    assert extract.merge_fades([20, 30], bytearray([1] * 50)) == [20, 30]  # content between: two cuts
