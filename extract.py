@@ -269,22 +269,29 @@ class FrameJudge:
 # A gradual transition (dissolve, fade) of about 2h frames, for each h: the 8x8
 # thumbnails h frames either side of its middle differ by GRADUAL_CROSS or more, and by
 # GRADUAL_RATIO times more than the picture changes just before and just after it; and
-# the middle frame is a blend of the two (within GRADUAL_BLEND of their difference),
-# which camera motion is not.
+# the middle frame is a blend of the two, or each of its pixels is one or the other (a
+# wipe), within GRADUAL_BLEND of their difference — which camera motion is not.
 GRADUAL_HALVES, GRADUAL_CROSS, GRADUAL_RATIO, GRADUAL_BLEND = (6, 12, 20), 20.0, 3.0, 0.1
-FADE_GAP = 45  # two cuts at most this far apart with nothing but dark/blank between: one fade
+FADE_GAP, FADE_RAMP = 45, 24.0  # see merge_fades
 
 
 def _thumb_table(thumbs):
     return np.frombuffer(bytes(thumbs), np.uint8).reshape(-1, THUMB_SIDE * THUMB_SIDE).astype(np.float32)
 
 
-def merge_fades(cuts, content):
-    """A fade through black (or white) makes ContentDetector cut into it and out of it:
-    two cuts with only frames without content between them become one, in the middle."""
+def merge_fades(cuts, content, luma):
+    """A fade through black makes ContentDetector cut into it and out of it: two cuts at
+    most FADE_GAP apart become one cut, in the middle, when nothing between them has
+    content, or when the brightness between them dips to black and comes back (by
+    FADE_RAMP or more on both sides). A short dark scene between two cuts does not dip,
+    and keeps both cuts."""
     merged = []
     for cut in cuts:
-        if merged and cut - merged[-1] <= FADE_GAP and not any(content[merged[-1]:cut]):
+        between = [luma[n] for n in range(merged[-1], cut)] if merged else []
+        faded = bool(between) and (
+            not any(content[merged[-1]:cut])
+            or (min(between) < BLACK_LEVEL and between[0] - min(between) >= FADE_RAMP and between[-1] - min(between) >= FADE_RAMP))
+        if merged and cut - merged[-1] <= FADE_GAP and faded:
             merged[-1] = (merged[-1] + cut) // 2
         else:
             merged.append(cut)
@@ -310,8 +317,10 @@ def find_gradual_transitions(thumbs, content, cuts, flashes):
             calm = max(distance(middle - 2 * half, middle - half), distance(middle + half, middle + 2 * half))
             if cross < GRADUAL_RATIO * calm or not (content[middle - 2 * half] and content[middle + 2 * half]):
                 continue
-            blend = float(np.abs(table[middle] - (table[middle - half] + table[middle + half]) / 2).mean())
-            if blend <= GRADUAL_BLEND * cross:
+            before, now, after = table[middle - half], table[middle], table[middle + half]
+            blend = float(np.abs(now - (before + after) / 2).mean())  # a dissolve or fade
+            either = float(np.minimum(np.abs(now - before), np.abs(now - after)).mean())  # a wipe
+            if min(blend, either) <= GRADUAL_BLEND * cross:
                 candidates.append((cross - GRADUAL_RATIO * calm, middle, half))
     found = []
     for _, middle, half in sorted(candidates, reverse=True):
@@ -430,7 +439,7 @@ def detect(path, threshold=27.0, min_scene_len=15, check=None, progress=None, ke
         cuts.extend(tc.frame_num for tc in detector.post_process(FrameTimecode(index, rate)))
         cuts, flashes = drop_flash_cuts(sorted(set(cuts)), luma, thumbs) if flash_filter else (sorted(set(cuts)), [])
         if gradual:
-            cuts = merge_fades(cuts, content)
+            cuts = merge_fades(cuts, content, luma)
             cuts = sorted(cuts + find_gradual_transitions(thumbs, content, cuts, flashes))
 
     if index == 0:

@@ -437,5 +437,13 @@ def test_dissolves_are_found_once_when_asked_for(tmp_path):
 
 def test_a_fade_through_black_is_one_cut():
     content = bytearray([1] * 20 + [0] * 10 + [1] * 20)
-    assert extract.merge_fades([20, 30], content) == [25]
-    assert extract.merge_fades([20, 30], bytearray([1] * 50)) == [20, 30]  # content between: two cuts
+    luma = [100.0] * 20 + [8.0] * 10 + [100.0] * 20
+    assert extract.merge_fades([20, 30], content, luma) == [25]
+    assert extract.merge_fades([20, 30], bytearray([1] * 50), luma) == [20, 30]  # content throughout: two cuts
+    assert extract.merge_fades([20, 90], content + bytearray([1] * 50), luma + [100.0] * 50) == [20, 90]  # too far apart
+    ramp = [100.0] * 20 + [80.0, 60.0, 40.0, 20.0, 8.0, 8.0, 20.0, 40.0, 60.0, 80.0] + [100.0] * 20
+    partly = bytearray([1] * 20 + [1, 1, 1, 1, 0, 0, 1, 1, 1, 1] + [1] * 20)
+    assert extract.merge_fades([20, 30], partly, ramp) == [25]  # dims to black and back: one fade
+    flat_dark = bytearray([1] * 20 + [1, 0, 1, 0, 1, 0, 1, 0, 1, 0] + [1] * 20)
+    dark = [100.0] * 20 + [17.0, 15.0] * 5 + [100.0] * 20
+    assert extract.merge_fades([20, 30], flat_dark, dark) == [20, 30]  # a short dark scene keeps both cuts
