@@ -307,7 +307,8 @@ def extract_frames(video_path, frames_dir):
                         min_frames=config.MIN_FRAMES, max_frames=config.MAX_FRAMES,
                         jpeg_quality=config.JPEG_QUALITY, max_pixels=config.MAX_PIXELS,
                         max_duration_s=config.MAX_DURATION_S, frame_pick=config.FRAME_PICK,
-                        frame_pick_window=config.FRAME_PICK_WINDOW, detect_gradual=config.DETECT_GRADUAL)
+                        frame_pick_window=config.FRAME_PICK_WINDOW, detect_gradual=config.DETECT_GRADUAL,
+                        dedupe_distance=config.DEDUPE_DISTANCE)
     try:
         return extract(video_path, frames_dir, settings, check=deadline().check, contact_sheet=False)
     except VideoError as err:
@@ -582,7 +583,7 @@ def main(argv=None):
                         min_frames=args.min_frames, max_frames=args.max_frames, jpeg_quality=config.JPEG_QUALITY,
                         max_pixels=config.MAX_PIXELS, max_duration_s=config.MAX_DURATION_S,
                         frame_pick=args.frame_pick, frame_pick_window=config.FRAME_PICK_WINDOW,
-                        detect_gradual=config.DETECT_GRADUAL)
+                        detect_gradual=config.DETECT_GRADUAL, dedupe_distance=config.DEDUPE_DISTANCE)
     started = time.monotonic()
     _remove_numbered_frames(out_dir)
     try:

@@ -77,6 +77,7 @@ class Settings:
     frame_pick: str = "middle"  # "middle", or "best": the sharpest frame with content near the middle
     frame_pick_window: float = 0.3  # with "best": the share of the scene searched, around its middle
     detect_gradual: bool = False  # also find dissolves and fades (see find_gradual_transitions)
+    dedupe_distance: int = 6  # with "best": drop a frame this close (pHash bits) to the one before
 
 
 @dataclass
@@ -242,6 +243,17 @@ def drop_flash_cuts(cuts, luma, thumbs):
 def sharpness(luma):
     """Variance of the Laplacian: high for crisp edges, low for blur, fades and flat frames."""
     return float(cv2.Laplacian(luma, cv2.CV_64F).var())
+
+
+def perceptual_hash(bgr):
+    """64-bit DCT hash of a picture: near-identical pictures differ in few bits."""
+    gray = cv2.resize(cv2.cvtColor(bgr, cv2.COLOR_BGR2GRAY), (32, 32), interpolation=cv2.INTER_AREA)
+    low = cv2.dct(np.float32(gray))[:8, :8].flatten()[1:]
+    return int("".join("1" if v > np.median(low) else "0" for v in low), 2)
+
+
+def hamming(a, b):
+    return bin(a ^ b).count("1")
 
 
 class FrameJudge:
@@ -644,13 +656,22 @@ def extract(path, out_dir, settings=Settings(), check=None, progress=None, conta
     judge = FrameJudge(*((detection.height, detection.width) if detection.rotation % 180 else (detection.width, detection.height)))
     held = dict(detection.kept)
     found = read_frames(path, detection, [w for _, w in windows if w != (w[0], w[0]) or w[0] not in held], check, judge)
-    for index, (pick, window) in enumerate(windows):
+    last_hash = None
+    for position, (pick, window) in enumerate(windows):
         if window[0] == window[1] and window[0] in held:
             number, image = window[0], held.pop(window[0])
             quality = judge.rate_image(image)
         else:
             number, image, quality = next(found)
             assert window[0] <= number <= window[1]
+        if settings.frame_pick == "best" and settings.dedupe_distance:
+            # A false cut splits one shot in two: the second frame shows the same picture.
+            image_hash = perceptual_hash(image)
+            still_enough = len(frames) + len(windows) - position - 1 >= settings.min_frames
+            if last_hash is not None and still_enough and hamming(image_hash, last_hash) <= settings.dedupe_distance:
+                continue
+            last_hash = image_hash
+        index = len(frames)
         name = f"{index}.jpg"
         ok, jpeg = cv2.imencode(".jpg", image, params)
         if not ok:

@@ -145,7 +145,7 @@ def service(stack, monkeypatch, tmp_path, logs):
                 "SCENE_THRESHOLD": 27.0, "MIN_SCENE_LEN": 15, "ALLOWED_PLATFORMS": (), "DEBUG": False,
                 "VIDEOS_TABLE": "videos", "ERRORS_TABLE": "extraction_errors", "MAX_VIDEO_BYTES": 1024**3,
                 "MAX_PIXELS": 4096 * 2304, "MAX_DURATION_S": 1800.0, "FRAME_PICK": "middle", "FRAME_PICK_WINDOW": 0.3,
-                "DETECT_GRADUAL": False}
+                "DETECT_GRADUAL": False, "DEDUPE_DISTANCE": 6}
     for name, value in settings.items():
         monkeypatch.setattr(config, name, value)
     stack.reset()

@@ -1,6 +1,7 @@
 """The extraction core on real encoded video: exact cuts, frames, times and errors."""
 
 import json
+import os
 import re
 import subprocess
 import sys
@@ -447,3 +448,34 @@ def test_a_fade_through_black_is_one_cut():
     flat_dark = bytearray([1] * 20 + [1, 0, 1, 0, 1, 0, 1, 0, 1, 0] + [1] * 20)
     dark = [100.0] * 20 + [17.0, 15.0] * 5 + [100.0] * 20
     assert extract.merge_fades([20, 30], flat_dark, dark) == [20, 30]  # a short dark scene keeps both cuts
+
+
+def test_near_duplicate_frames_of_a_split_shot_are_dropped(tmp_path):
+    """A still shot (0-79) whose brightness jumps at 40: ContentDetector cuts there, but
+    both halves show the same picture (one perceptual hash): "best" drops the second."""
+    still = media.draw_frame(0, media.COLOURS[2], 320, 240, 0)
+
+    def brighten(number, image):
+        if number < 80:
+            return still.copy() if number < 40 else cv2.convertScaleAbs(still, alpha=1.0, beta=60)
+        return image
+
+    path = tmp_path / "split.mp4"
+    make_video(path, [80, 40], touch=brighten)
+    settings = Settings(frame_pick="best", min_frames=1)
+    plain = extract.extract(path, tmp_path / "middle", Settings(min_frames=1))
+    assert [s["start_frame"] for s in plain["scenes"]] == [0, 40, 80]  # the false cut is there
+    best = extract.extract(path, tmp_path / "best", settings)
+    assert [f["scene"] for f in best["frames"]] == [0, 2]
+    assert sorted(os.listdir(tmp_path / "best")) == ["0.jpg", "1.jpg", "contact_sheet.jpg", "manifest.json"]
+    kept = extract.extract(path, tmp_path / "kept", Settings(frame_pick="best", min_frames=3))
+    assert [f["scene"] for f in kept["frames"]] == [0, 1, 2]  # never below MIN_FRAMES
+
+
+def test_perceptual_hash_ignores_brightness_but_not_the_picture():
+    a = media.draw_frame(5, media.COLOURS[0], 320, 240, 5)
+    brighter = cv2.convertScaleAbs(a, alpha=1.0, beta=60)
+    other = media.draw_frame(5, media.COLOURS[3], 320, 240, 40)
+    other = cv2.flip(other, 1)
+    assert extract.hamming(extract.perceptual_hash(a), extract.perceptual_hash(brighter)) <= 6
+    assert extract.hamming(extract.perceptual_hash(a), extract.perceptual_hash(other)) > 6
