@@ -88,7 +88,7 @@ MIN_SCENE_LEN = _scene_len("MIN_SCENE_LEN", "15")
 MIN_FRAMES = _int("MIN_FRAMES", 3, minimum=1, maximum=1000)
 MAX_FRAMES = _int("MAX_FRAMES", 0, minimum=0, maximum=100000)
 JPEG_QUALITY = _int("JPEG_QUALITY", 90, minimum=1, maximum=100)
-FRAME_PICK = _raw("FRAME_PICK", "middle")
+FRAME_PICK = _raw("FRAME_PICK", "best")
 if FRAME_PICK not in ("middle", "best"):
     raise ConfigError(f"FRAME_PICK must be middle or best, got {FRAME_PICK!r}")
 FRAME_PICK_WINDOW = _float("FRAME_PICK_WINDOW", 0.3, minimum=0.0)
