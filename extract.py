@@ -10,12 +10,17 @@ How it works, in two passes over the file, both forward only:
    brightness changed since the previous frame (`frame_score`) and reports a cut when
    the score crosses `threshold` and the previous cut is at least `min_scene_len` away.
    This is the same computation `scenedetect detect-content` does, so the cuts match
-   its goldens. The pass also records each frame's real timestamp (correct for
-   variable frame rate video) and which frames are keyframes.
-2. Grab. Choose frames (`select_frames`, pure) and decode again, jumping forward to the
-   keyframe before each chosen frame instead of decoding the gaps. Each chosen frame
-   is rotated upright, written as a JPEG straight away and dropped, so memory holds
-   one full-resolution frame at a time.
+   its goldens. The pass also records, per frame, its real timestamp (correct for
+   variable frame rate video), whether it is a keyframe, whether it has content (not
+   black, white or blank), its mean brightness and an 8x8 thumbnail. From those, cuts
+   that a flash caused are dropped (`drop_flash_cuts`), and optionally dissolves and
+   fades are added (`find_gradual_transitions`, `merge_fades`).
+2. Grab. Choose frames (`select_frames`, `choose_windows`: pure) and decode again,
+   jumping forward to the keyframe before each chosen frame (or window of candidates)
+   instead of decoding the gaps. With FRAME_PICK=best the sharpest frame with content
+   in the window wins (`FrameJudge`), and near-duplicates of the previous frame are
+   dropped. Each chosen frame is rotated upright, written as a JPEG straight away and
+   dropped, so memory holds one or two full-resolution frames at a time.
 
 The middle of a scene is only known once its end is found, and the frames in between
 cannot all be held in memory: hence the second, skipping pass rather than one pass.
