@@ -17,8 +17,9 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
 sys.path[:0] = [ROOT, os.path.join(ROOT, "tests")]
 
-import extract  # noqa: E402
 from media import make_video  # noqa: E402
+
+import extract  # noqa: E402
 
 
 def spoil(number, image):
