@@ -102,15 +102,13 @@ class Detection:
     kept: dict = field(repr=False, default_factory=dict)  # frame number -> upright BGR image
     content: bytearray = field(repr=False, default_factory=bytearray)  # 1: not black, white or blank
     flashes: list = field(default_factory=list)  # [first, last] frames of flashes whose cuts were dropped
-    luma: array = field(repr=False, default_factory=lambda: array("f"))  # mean luma per frame
-    thumbs: bytearray = field(repr=False, default_factory=bytearray)  # 8x8 luma per frame
 
 
 @dataclass(frozen=True)
 class Pick:
     frame: int
     scene: int
-    reason: str  # "middle" or "even"
+    reason: str  # "middle", "sharpest" or "even"
 
 
 # --- Pure frame logic ------------------------------------------------------------------------
@@ -202,20 +200,25 @@ def small_size(width, height):
     return max(1, round(width / factor)), max(1, round(height / factor))
 
 
+def luma_stats(luma):
+    """(mean brightness, 1 unless near-black, near-white or blank) of a small luma image."""
+    mean, spread = (value[0][0] for value in cv2.meanStdDev(luma))
+    return mean, int(BLACK_LEVEL < mean < WHITE_LEVEL and spread > BLANK_SPREAD)
+
+
 def has_content(luma):
-    """1 unless a (small) luma image is near-black, near-white or blank (nearly uniform)."""
-    mean, spread = cv2.meanStdDev(luma)
-    return _is_content(mean[0][0], spread[0][0])
-
-
-def _is_content(mean, spread):
-    return int(BLACK_LEVEL < mean < WHITE_LEVEL and spread > BLANK_SPREAD)
+    return luma_stats(luma)[1]
 
 
 # A flash: at most FLASH_FRAMES frames, FLASH_JUMP brighter (mean luma) than the frames
 # on either side, which look alike (mean difference of 8x8 thumbnails below FLASH_SAME).
 FLASH_FRAMES, FLASH_JUMP, FLASH_SAME = 3, 30.0, 16.0
 THUMB_SIDE = 8
+
+
+def _thumb_table(thumbs):
+    """The per-frame 8x8 thumbnails of pass 1 as rows of a float table."""
+    return np.frombuffer(bytes(thumbs), np.uint8).reshape(-1, THUMB_SIDE * THUMB_SIDE).astype(np.float32)
 
 
 def drop_flash_cuts(cuts, luma, thumbs):
@@ -227,9 +230,7 @@ def drop_flash_cuts(cuts, luma, thumbs):
     flash, not a scene, and every cut from its first frame to the frame after it goes.
     A real cut that happens under a flash keeps its cut: the pictures around it differ.
     """
-    def thumb(n):
-        return np.frombuffer(thumbs, np.uint8, THUMB_SIDE * THUMB_SIDE, n * THUMB_SIDE * THUMB_SIDE).astype(np.int16)
-
+    table = _thumb_table(thumbs)
     count, flashes = len(luma), []
     for cut in cuts:
         for first in range(max(1, cut - FLASH_FRAMES), cut + 1):
@@ -239,7 +240,7 @@ def drop_flash_cuts(cuts, luma, thumbs):
                 around = max(luma[first - 1], luma[last + 1])
                 if min(luma[first:last + 1]) - around < FLASH_JUMP:
                     continue
-                if np.abs(thumb(first - 1) - thumb(last + 1)).mean() < FLASH_SAME and [first, last] not in flashes:
+                if np.abs(table[first - 1] - table[last + 1]).mean() < FLASH_SAME and [first, last] not in flashes:
                     flashes.append([first, last])
     kept = [c for c in cuts if not any(a <= c <= b + 1 for a, b in flashes)]
     return kept, flashes
@@ -265,12 +266,12 @@ class FrameJudge:
     """Rates a decoded frame as (has content, sharpness), on a luma image about
     DETECT_WIDTH wide (Performance: scaled by one reused swscale context)."""
 
-    def __init__(self, width, height):
-        self.size = small_size(width, height)
+    def __init__(self):
         self.shrink = VideoReformatter()
 
     def __call__(self, frame):
-        luma = self.shrink.reformat(frame, width=self.size[0], height=self.size[1], format="gray",
+        width, height = small_size(frame.width, frame.height)
+        luma = self.shrink.reformat(frame, width=width, height=height, format="gray",
                                     interpolation=Interpolation.AREA).to_ndarray()
         return self.rate(luma)
 
@@ -292,10 +293,6 @@ GRADUAL_HALVES, GRADUAL_CROSS, GRADUAL_RATIO, GRADUAL_BLEND = (6, 12, 20), 20.0,
 FADE_GAP, FADE_RAMP = 45, 24.0  # see merge_fades
 
 
-def _thumb_table(thumbs):
-    return np.frombuffer(bytes(thumbs), np.uint8).reshape(-1, THUMB_SIDE * THUMB_SIDE).astype(np.float32)
-
-
 def merge_fades(cuts, content, luma):
     """A fade through black makes ContentDetector cut into it and out of it: two cuts at
     most FADE_GAP apart become one cut, in the middle, when nothing between them has
@@ -304,14 +301,14 @@ def merge_fades(cuts, content, luma):
     and keeps both cuts."""
     merged = []
     for cut in cuts:
-        between = [luma[n] for n in range(merged[-1], cut)] if merged else []
-        faded = bool(between) and (
-            not any(content[merged[-1]:cut])
-            or (min(between) < BLACK_LEVEL and between[0] - min(between) >= FADE_RAMP and between[-1] - min(between) >= FADE_RAMP))
-        if merged and cut - merged[-1] <= FADE_GAP and faded:
-            merged[-1] = (merged[-1] + cut) // 2
-        else:
-            merged.append(cut)
+        if merged and 0 < cut - merged[-1] <= FADE_GAP:
+            between = luma[merged[-1]:cut]
+            darkest = min(between)
+            dips = darkest < BLACK_LEVEL and min(between[0], between[-1]) - darkest >= FADE_RAMP
+            if dips or not any(content[merged[-1]:cut]):
+                merged[-1] = (merged[-1] + cut) // 2
+                continue
+        merged.append(cut)
     return merged
 
 
@@ -321,24 +318,26 @@ def find_gradual_transitions(thumbs, content, cuts, flashes):
     candidates), and not where a cut or a flash already explains the change."""
     table = _thumb_table(thumbs)
     count = min(len(content), len(table))
+    lively = np.frombuffer(bytes(content[:count]), np.uint8).astype(bool)
 
-    def distance(a, b):
-        return float(np.abs(table[a] - table[b]).mean())
+    def distance(a, b):  # mean thumbnail difference, row by row
+        return np.abs(table[a] - table[b]).mean(axis=1)
 
     candidates = []
+    # Performance: one vectorised sweep per window size instead of a Python loop per frame.
     for half in GRADUAL_HALVES:
-        for middle in range(2 * half, count - 2 * half):
-            cross = distance(middle - half, middle + half)
-            if cross < GRADUAL_CROSS:
-                continue
-            calm = max(distance(middle - 2 * half, middle - half), distance(middle + half, middle + 2 * half))
-            if cross < GRADUAL_RATIO * calm or not (content[middle - 2 * half] and content[middle + 2 * half]):
-                continue
-            before, now, after = table[middle - half], table[middle], table[middle + half]
-            blend = float(np.abs(now - (before + after) / 2).mean())  # a dissolve or fade
-            either = float(np.minimum(np.abs(now - before), np.abs(now - after)).mean())  # a wipe
-            if min(blend, either) <= GRADUAL_BLEND * cross:
-                candidates.append((cross - GRADUAL_RATIO * calm, middle, half))
+        middle = np.arange(2 * half, count - 2 * half)
+        if not len(middle):
+            continue
+        cross = distance(middle - half, middle + half)
+        calm = np.maximum(distance(middle - 2 * half, middle - half), distance(middle + half, middle + 2 * half))
+        ok = (cross >= GRADUAL_CROSS) & (cross >= GRADUAL_RATIO * calm) & lively[middle - 2 * half] & lively[middle + 2 * half]
+        middle, cross, calm = middle[ok], cross[ok], calm[ok]
+        before, now, after = table[middle - half], table[middle], table[middle + half]
+        blend = np.abs(now - (before + after) / 2).mean(axis=1)  # a dissolve or fade
+        either = np.minimum(np.abs(now - before), np.abs(now - after)).mean(axis=1)  # a wipe
+        ok = np.minimum(blend, either) <= GRADUAL_BLEND * cross
+        candidates += zip((cross - GRADUAL_RATIO * calm)[ok].tolist(), middle[ok].tolist(), [half] * int(ok.sum()), strict=True)
     found = []
     for _, middle, half in sorted(candidates, reverse=True):
         reach = 2 * half
@@ -411,7 +410,7 @@ def detect(path, threshold=27.0, min_scene_len=15, check=None, progress=None, ke
         small_w, small_h = (_even(side) for side in small_size(width, height))
 
         cuts, times, pts, keyframes, content = [], array("d"), array("q"), [], bytearray()
-        luma, thumbs = array("f"), bytearray()  # per frame, for the flash filter
+        luma, thumbs = array("f"), bytearray()  # per frame, for the flash and gradual filters
         rotation, last_duration = 0, 1 / fps
         index = 0
         try:
@@ -435,9 +434,9 @@ def detect(path, threshold=27.0, min_scene_len=15, check=None, progress=None, ke
                 small = shrink.reformat(frame, width=small_w, height=small_h, format="yuv420p",
                                         interpolation=Interpolation.AREA)
                 planes = small.to_ndarray()
-                mean, spread = cv2.meanStdDev(planes[:small_h])
-                content.append(_is_content(mean[0][0], spread[0][0]))
-                luma.append(mean[0][0])
+                mean, has = luma_stats(planes[:small_h])
+                content.append(has)
+                luma.append(mean)
                 thumbs += cv2.resize(planes[:small_h], (THUMB_SIDE, THUMB_SIDE), interpolation=cv2.INTER_AREA).tobytes()
                 bgr = cv2.cvtColor(planes, cv2.COLOR_YUV2BGR_I420)
                 found = detector.process_frame(FrameTimecode(index, rate), bgr)
@@ -454,10 +453,6 @@ def detect(path, threshold=27.0, min_scene_len=15, check=None, progress=None, ke
                 f"{expected or '?'} ({_reason(err)}); the file is corrupt or truncated",
             ) from None
         cuts.extend(tc.frame_num for tc in detector.post_process(FrameTimecode(index, rate)))
-        cuts, flashes = drop_flash_cuts(sorted(set(cuts)), luma, thumbs) if flash_filter else (sorted(set(cuts)), [])
-        if gradual:
-            cuts = merge_fades(cuts, content, luma)
-            cuts = sorted(cuts + find_gradual_transitions(thumbs, content, cuts, flashes))
 
     if index == 0:
         raise VideoError(path, "no frame could be decoded (corrupt or unsupported video data)")
@@ -470,6 +465,12 @@ def detect(path, threshold=27.0, min_scene_len=15, check=None, progress=None, ke
         )
     if progress:
         progress(index, index)
+    cuts, flashes = sorted(set(cuts)), []
+    if flash_filter:
+        cuts, flashes = drop_flash_cuts(cuts, luma, thumbs)
+    if gradual:
+        cuts = merge_fades(cuts, content, luma)
+        cuts = sorted(cuts + find_gradual_transitions(thumbs, content, cuts, flashes))
     sideways = rotation % 180 == 90
     return Detection(
         width=height if sideways else width,
@@ -485,8 +486,6 @@ def detect(path, threshold=27.0, min_scene_len=15, check=None, progress=None, ke
         keyframes=keyframes,
         kept={n: upright(image, rotation) for n, image in kept.items()},
         content=content,
-        luma=luma,
-        thumbs=thumbs,
     )
 
 
@@ -658,12 +657,16 @@ def extract(path, out_dir, settings=Settings(), check=None, progress=None, conta
     os.makedirs(out_dir, exist_ok=True)
     params = [cv2.IMWRITE_JPEG_QUALITY, settings.jpeg_quality]
     frames, thumbs = [], []
-    judge = FrameJudge(*((detection.height, detection.width) if detection.rotation % 180 else (detection.width, detection.height)))
-    held = dict(detection.kept)
-    found = read_frames(path, detection, [w for _, w in windows if w != (w[0], w[0]) or w[0] not in held], check, judge)
+    judge = FrameJudge()
+    held = dict(detection.kept)  # frames pass 1 already holds (the even fallback)
+
+    def from_pass_one(window):
+        return window[0] == window[1] and window[0] in held
+
+    found = read_frames(path, detection, [w for _, w in windows if not from_pass_one(w)], check, judge)
     last_hash = None
     for position, (pick, window) in enumerate(windows):
-        if window[0] == window[1] and window[0] in held:
+        if from_pass_one(window):
             number, image = window[0], held.pop(window[0])
             quality = judge.rate_image(image)
         else:
