@@ -167,7 +167,7 @@ def with_retries(stage, what, call, attempts, delay, permanent=lambda err: None)
             return call()
         except StageError:
             raise
-        except Exception as err:
+        except Exception as err:  # any library error: classified right here
             reason = permanent(err)
             if reason:
                 raise PermanentError(stage, reason) from None
@@ -175,6 +175,14 @@ def with_retries(stage, what, call, attempts, delay, permanent=lambda err: None)
             if attempt == attempts:
                 raise RetryableError(stage, f"{what} failed after {attempts} attempts: {_describe(err)}") from None
             time.sleep(delay)
+
+
+def s3_call(stage, what, call, permanent=lambda err: None):
+    return with_retries(stage, what, call, config.S3_RETRIES, config.S3_RETRY_DELAY, permanent)
+
+
+def db_call(stage, what, call):
+    return with_retries(stage, what, call, config.SUPABASE_RETRIES, config.SUPABASE_RETRY_DELAY)
 
 
 def _describe(err):
@@ -258,7 +266,7 @@ def check_status(shortcode, platform):
         return (supabase().table(config.VIDEOS_TABLE).select("is_downloaded,is_extracted")
                 .eq("code", shortcode).eq("platform", platform).limit(1).execute())
 
-    rows = with_retries("status", "status read", read, config.SUPABASE_RETRIES, config.SUPABASE_RETRY_DELAY).data
+    rows = db_call("status", "status read", read).data
     if not rows:
         raise PermanentError("status", f"no row in {config.VIDEOS_TABLE} for this video")
     if rows[0].get("is_extracted"):
@@ -278,9 +286,7 @@ def download(shortcode, platform, workdir):
             return f"s3://{bucket}/{key} does not exist"
         return None
 
-    head = with_retries("download", "S3 head_object",
-                        lambda: s3().head_object(Bucket=bucket, Key=key),
-                        config.S3_RETRIES, config.S3_RETRY_DELAY, permanent=missing)
+    head = s3_call("download", "S3 head_object", lambda: s3().head_object(Bucket=bucket, Key=key), missing)
     size = head["ContentLength"]
     if size > config.MAX_VIDEO_BYTES:
         raise PermanentError("download", f"video is {size} bytes, over MAX_VIDEO_BYTES={config.MAX_VIDEO_BYTES}")
@@ -296,21 +302,27 @@ def download(shortcode, platform, workdir):
         if got != size:
             raise OSError(f"downloaded {got} bytes, expected {size}")
 
-    with_retries("download", "S3 download", fetch, config.S3_RETRIES, config.S3_RETRY_DELAY, permanent=missing)
+    s3_call("download", "S3 download", fetch, missing)
     emit(logging.DEBUG, "downloaded", bytes=size)
     return path
 
 
+def settings_from_config(**overrides):
+    """The extraction settings of config.py, with the CLI's flags on top."""
+    return Settings(**{
+        "threshold": config.SCENE_THRESHOLD, "min_scene_len": config.MIN_SCENE_LEN,
+        "min_frames": config.MIN_FRAMES, "max_frames": config.MAX_FRAMES, "jpeg_quality": config.JPEG_QUALITY,
+        "max_pixels": config.MAX_PIXELS, "max_duration_s": config.MAX_DURATION_S,
+        "frame_pick": config.FRAME_PICK, "frame_pick_window": config.FRAME_PICK_WINDOW,
+        "detect_gradual": config.DETECT_GRADUAL, "dedupe_distance": config.DEDUPE_DISTANCE,
+        **overrides,
+    })
+
+
 def extract_frames(video_path, frames_dir):
     """Stage 4: scenes -> JPEGs and manifest.json in `frames_dir` (see extract.py)."""
-    settings = Settings(threshold=config.SCENE_THRESHOLD, min_scene_len=config.MIN_SCENE_LEN,
-                        min_frames=config.MIN_FRAMES, max_frames=config.MAX_FRAMES,
-                        jpeg_quality=config.JPEG_QUALITY, max_pixels=config.MAX_PIXELS,
-                        max_duration_s=config.MAX_DURATION_S, frame_pick=config.FRAME_PICK,
-                        frame_pick_window=config.FRAME_PICK_WINDOW, detect_gradual=config.DETECT_GRADUAL,
-                        dedupe_distance=config.DEDUPE_DISTANCE)
     try:
-        return extract(video_path, frames_dir, settings, check=deadline().check, contact_sheet=False)
+        return extract(video_path, frames_dir, settings_from_config(), check=deadline().check, contact_sheet=False)
     except VideoError as err:
         raise PermanentError("extract", err.problem) from None
 
@@ -325,7 +337,7 @@ def upload(shortcode, platform, frames_dir, manifest):
         def call():
             with open(os.path.join(frames_dir, name), "rb") as body:
                 s3().put_object(Bucket=bucket, Key=prefix + name, Body=body, ContentType=content_type)
-        with_retries("upload", f"S3 put {name}", call, config.S3_RETRIES, config.S3_RETRY_DELAY)
+        s3_call("upload", f"S3 put {name}", call)
 
     names = [frame["file"] for frame in manifest["frames"]]
     context = contextvars.copy_context()
@@ -347,7 +359,7 @@ def upload(shortcode, platform, frames_dir, manifest):
             s3().delete_objects(Bucket=bucket, Delete={"Objects": found[start:start + 1000], "Quiet": True})
         return len(found)
 
-    removed = with_retries("upload", "S3 stale frame cleanup", stale, config.S3_RETRIES, config.S3_RETRY_DELAY)
+    removed = s3_call("upload", "S3 stale frame cleanup", stale)
     emit(logging.DEBUG, "uploaded", frames=len(names), stale_removed=removed)
 
 
@@ -359,7 +371,7 @@ def mark_done(shortcode, platform, frame_count):
                 .update({"is_extracted": True, "frame_count": frame_count, "extracted_at": _now()})
                 .eq("code", shortcode).eq("platform", platform).execute())
 
-    rows = with_retries("mark_done", "status update", update, config.SUPABASE_RETRIES, config.SUPABASE_RETRY_DELAY).data
+    rows = db_call("mark_done", "status update", update).data
     if not rows:
         raise RetryableError("mark_done", f"the update matched no row in {config.VIDEOS_TABLE} (row deleted, or the key may not update it)")
 
@@ -368,9 +380,7 @@ def record_error(shortcode, platform, stage, error, message_id):
     """Write an extraction_errors row. If this fails, the caller returns the message to
     SQS: an error that was not recorded must not be acknowledged."""
     row = {"code": shortcode, "platform": platform, "stage": stage, "error": error[:2000], "message_id": message_id}
-    with_retries("record_error", "error row insert",
-                 lambda: supabase().table(config.ERRORS_TABLE).insert(row).execute(),
-                 config.SUPABASE_RETRIES, config.SUPABASE_RETRY_DELAY)
+    db_call("record_error", "error row insert", lambda: supabase().table(config.ERRORS_TABLE).insert(row).execute())
 
 
 def _now():
@@ -384,7 +394,7 @@ def process_video(shortcode, platform):
     """The pipeline for one valid request. Returns the number of frames uploaded."""
     set_stage("status")
     check_status(shortcode, platform)
-    workdir = tempfile.mkdtemp(prefix=TEMP_PREFIX, dir=config.TMP_DIR or None)
+    workdir = tempfile.mkdtemp(prefix=f"{TEMP_PREFIX}{os.getpid()}-", dir=config.TMP_DIR or None)
     try:
         set_stage("download")
         video_path = download(shortcode, platform, workdir)
@@ -452,7 +462,7 @@ def handle_record(record, request, record_deadline, duplicate=False):
         return finish("error", logging.ERROR, "permanent error recorded", err.stage, err.cause)
     except RetryableError as err:
         return finish("retry", logging.WARNING, "retryable error: returned to SQS", err.stage, err.cause)
-    except Exception as err:
+    except Exception as err:  # a bug must not lose the message
         log.exception("unexpected error: returned to SQS", extra={"fields": {"error": _describe(err)}})
         return finish("retry", logging.ERROR, "unexpected error", _context["stage"].get(), _describe(err))
 
@@ -492,15 +502,27 @@ def lambda_handler(event, context):
 
 def _remove_stale_temp_folders():
     """Lambda keeps /tmp between invocations; a killed one may have left its folder.
-    No record of this process is running when a new invocation starts."""
+    Folders are named extract-PID-…: those of this process (no record of it is running
+    when a batch starts) and of dead processes go; another live worker's stay."""
     root = config.TMP_DIR or tempfile.gettempdir()
     try:
         names = os.listdir(root)
     except OSError:
         return
     for name in names:
-        if name.startswith(TEMP_PREFIX):
+        match = re.fullmatch(re.escape(TEMP_PREFIX) + r"(\d+)-.*", name)
+        if match and (int(match.group(1)) == os.getpid() or not _process_alive(int(match.group(1)))):
             shutil.rmtree(os.path.join(root, name), ignore_errors=True)
+
+
+def _process_alive(pid):
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 # --- Outside Lambda: a worker on the queue --------------------------------------------------
@@ -527,21 +549,31 @@ def run_worker(queue_url, batch_size=10, wait_seconds=5, batch_seconds=900, stop
     sqs = boto3.client("sqs")
     handled = 0
     while not (stop and stop()):
-        messages = sqs.receive_message(QueueUrl=queue_url, MaxNumberOfMessages=batch_size,
-                                       WaitTimeSeconds=wait_seconds, AttributeNames=["All"]).get("Messages", [])
-        if not messages:
-            continue
-        event = {"Records": [{"messageId": m["MessageId"], "receiptHandle": m["ReceiptHandle"], "body": m["Body"],
-                              "attributes": m.get("Attributes", {}), "messageAttributes": {},
-                              "eventSource": "aws:sqs"} for m in messages]}
-        response = lambda_handler(event, LocalContext(batch_seconds))
-        failed = {f["itemIdentifier"] for f in response["batchItemFailures"]}
-        done = [{"Id": str(i), "ReceiptHandle": m["ReceiptHandle"]}
-                for i, m in enumerate(messages) if m["MessageId"] not in failed]
-        if done:
-            sqs.delete_message_batch(QueueUrl=queue_url, Entries=done)
-        handled += len(messages)
+        try:
+            messages = sqs.receive_message(QueueUrl=queue_url, MaxNumberOfMessages=batch_size,
+                                           WaitTimeSeconds=wait_seconds, AttributeNames=["All"]).get("Messages", [])
+            if messages:
+                process_batch(sqs, queue_url, messages, batch_seconds)
+                handled += len(messages)
+        except Exception as err:  # a worker outlives a queue hiccup
+            # Messages not deleted come back after their visibility timeout: nothing is lost.
+            emit(logging.WARNING, "queue call failed; retrying", error=_describe(err))
+            time.sleep(max(1, wait_seconds))
     return handled
+
+
+def process_batch(sqs, queue_url, messages, batch_seconds=900):
+    """One batch of received SQS messages through lambda_handler, as the event source
+    mapping hands it over; the acknowledged messages are deleted. Returns the response."""
+    event = {"Records": [{"messageId": m["MessageId"], "receiptHandle": m["ReceiptHandle"], "body": m["Body"],
+                          "attributes": m.get("Attributes", {}), "messageAttributes": {},
+                          "eventSource": "aws:sqs"} for m in messages]}
+    response = lambda_handler(event, LocalContext(batch_seconds))
+    failed = {f["itemIdentifier"] for f in response["batchItemFailures"]}
+    done = [{"Id": str(i), "ReceiptHandle": m["ReceiptHandle"]} for i, m in enumerate(messages) if m["MessageId"] not in failed]
+    if done:
+        sqs.delete_message_batch(QueueUrl=queue_url, Entries=done)
+    return response
 
 
 # --- Local CLI ------------------------------------------------------------------------------
@@ -579,11 +611,8 @@ def main(argv=None):
     args = parser.parse_args(argv)
 
     out_dir = args.out or os.path.join("frames", os.path.splitext(os.path.basename(args.video))[0])
-    settings = Settings(threshold=args.threshold, min_scene_len=config.MIN_SCENE_LEN,
-                        min_frames=args.min_frames, max_frames=args.max_frames, jpeg_quality=config.JPEG_QUALITY,
-                        max_pixels=config.MAX_PIXELS, max_duration_s=config.MAX_DURATION_S,
-                        frame_pick=args.frame_pick, frame_pick_window=config.FRAME_PICK_WINDOW,
-                        detect_gradual=config.DETECT_GRADUAL, dedupe_distance=config.DEDUPE_DISTANCE)
+    settings = settings_from_config(threshold=args.threshold, min_frames=args.min_frames,
+                                    max_frames=args.max_frames, frame_pick=args.frame_pick)
     started = time.monotonic()
     _remove_numbered_frames(out_dir)
     try:
@@ -604,7 +633,11 @@ def worker_main(argv):
     parser.add_argument("--batch-seconds", type=_number(int, 60), default=3600,
                         help="time allowed per batch (Lambda's is 900; a worker may allow more)")
     args = parser.parse_args(argv)
-    config.require("S3_BUCKET_VIDEOS", "S3_BUCKET_FRAMES", "SUPABASE_URL", "SUPABASE_KEY")
+    try:
+        config.require("S3_BUCKET_VIDEOS", "S3_BUCKET_FRAMES", "SUPABASE_URL", "SUPABASE_KEY")
+    except config.ConfigError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
     emit(logging.INFO, "worker started", queue=args.queue_url)
     try:
         run_worker(args.queue_url, min(args.batch_size, 10), batch_seconds=args.batch_seconds)

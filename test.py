@@ -82,14 +82,8 @@ def demo(argv):
             # The batch exactly as the event source mapping would hand it over.
             messages = sqs.receive_message(QueueUrl=queue, MaxNumberOfMessages=10, WaitTimeSeconds=1,
                                            AttributeNames=["All"])["Messages"]
-            event = {"Records": [{"messageId": m["MessageId"], "receiptHandle": m["ReceiptHandle"], "body": m["Body"],
-                                  "attributes": m.get("Attributes", {}), "messageAttributes": {},
-                                  "eventSource": "aws:sqs", "awsRegion": "us-east-1"} for m in messages]}
-            response = app.lambda_handler(event, app.LocalContext(900))
+            response = app.process_batch(sqs, queue, messages)
             failed = {f["itemIdentifier"] for f in response["batchItemFailures"]}
-            for message in messages:
-                if message["MessageId"] not in failed:
-                    sqs.delete_message(QueueUrl=queue, ReceiptHandle=message["ReceiptHandle"])
 
             print("\nresults:")
             for result in response["results"]:

@@ -342,3 +342,18 @@ def _closed_port():
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return sock.getsockname()[1]
+
+
+def test_leftover_temp_folders_are_swept_but_not_another_live_workers(service):
+    import os
+    import shutil
+
+    own = service.tmp_dir / f"extract-{os.getpid()}-killed"
+    dead = service.tmp_dir / "extract-999999999-killed"
+    live = service.tmp_dir / "extract-1-busy"  # pid 1 is alive: another worker's folder
+    for folder in (own, dead, live):
+        folder.mkdir()
+    app.lambda_handler({"Records": []}, FakeContext())
+    assert not own.exists() and not dead.exists()
+    assert live.exists()
+    shutil.rmtree(live)
