@@ -190,13 +190,18 @@ class Stack:
         s3 = self.boto3("s3")
         for bucket in (VIDEOS_BUCKET, FRAMES_BUCKET):
             s3.create_bucket(Bucket=bucket)
+        self.create_queue(QUEUE, visibility_s=30, max_receives=3)
+
+    def create_queue(self, name, visibility_s, max_receives):
+        """A queue with a dead-letter queue NAME-dlq after `max_receives`; returns both URLs."""
         sqs = self.boto3("sqs")
-        dlq = sqs.create_queue(QueueName=QUEUE + "-dlq")["QueueUrl"]
+        dlq = sqs.create_queue(QueueName=name + "-dlq")["QueueUrl"]
         dlq_arn = sqs.get_queue_attributes(QueueUrl=dlq, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
-        sqs.create_queue(QueueName=QUEUE, Attributes={
-            "VisibilityTimeout": "30",
-            "RedrivePolicy": json.dumps({"deadLetterTargetArn": dlq_arn, "maxReceiveCount": "3"}),
-        })
+        queue = sqs.create_queue(QueueName=name, Attributes={
+            "VisibilityTimeout": str(visibility_s),
+            "RedrivePolicy": json.dumps({"deadLetterTargetArn": dlq_arn, "maxReceiveCount": str(max_receives)}),
+        })["QueueUrl"]
+        return queue, dlq
 
     # --- the servers ---------------------------------------------------------------------
 

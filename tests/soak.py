@@ -26,12 +26,7 @@ def run_soak(stack, workdir, messages=200, fault_share=0.10, poison_share=0.05, 
 
     env = stack.env
     sqs, s3 = stack.boto3("sqs"), stack.boto3("s3")
-    dlq_url = sqs.create_queue(QueueName=SOAK_QUEUE + "-dlq")["QueueUrl"]
-    dlq_arn = sqs.get_queue_attributes(QueueUrl=dlq_url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
-    queue_url = sqs.create_queue(QueueName=SOAK_QUEUE, Attributes={
-        "VisibilityTimeout": str(VISIBILITY_S),
-        "RedrivePolicy": json.dumps({"deadLetterTargetArn": dlq_arn, "maxReceiveCount": str(MAX_RECEIVES)}),
-    })["QueueUrl"]
+    queue_url, dlq_url = stack.create_queue(SOAK_QUEUE, VISIBILITY_S, MAX_RECEIVES)
 
     clip = os.path.join(workdir, "clip.mp4")
     make_video(clip, [12, 12, 12], width=160, height=96, fps=12)
