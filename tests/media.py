@@ -51,17 +51,18 @@ def read_barcode(image):
 
 
 def make_video(path, scene_lengths, width=320, height=240, fps=25, rotation=0, pts_ms=None,
-               codec="libx264", gop=None, bframes=3, touch=None):
+               codec="libx264", gop=None, bframes=3, touch=None, container_format="mp4"):
     """Encode a video of scenes of the given lengths (in frames), hard cuts between them.
 
     `rotation` stores the picture turned so that a player (honouring the display matrix,
     counter-clockwise degrees) shows it upright; `pts_ms` gives every frame its own
     timestamp in milliseconds (variable frame rate); `touch(number, image)` may change a
-    frame before it is encoded (blur it, black it out). Returns the list of cut frames.
+    frame before it is encoded (blur it, black it out); `container_format="h264"` writes
+    a raw stream without timestamps. Returns the list of cut frames.
     """
     total = sum(scene_lengths)
     stored_w, stored_h = (height, width) if rotation % 180 == 90 else (width, height)
-    with av.open(str(path), "w", format="mp4") as out:
+    with av.open(str(path), "w", format=container_format) as out:
         stream = out.add_stream(codec, rate=fps)
         stream.width, stream.height, stream.pix_fmt = stored_w, stored_h, "yuv420p"
         stream.options = {

@@ -1,0 +1,184 @@
+"""The one-pass path of FRAME_PICK=best: decoding only reference frames, checking the
+gaps a cut may hide in, and holding candidates instead of a second pass."""
+
+import cv2
+import numpy as np
+import pytest
+from media import make_video, read_barcode
+
+import extract
+from extract import Settings
+
+
+def pan(speed=3.0, amplitude=100):
+    """A texture sliding across the picture: each frame scores ~14 against the one
+    before it (below the threshold of 27), but ~40 against the frame four back, which is
+    what a decoder that skips the B frames in between would compare."""
+
+    def touch(number, image):
+        h, w = image.shape[:2]
+        x = np.arange(w, dtype=np.float32)[None, :]
+        y = np.arange(h, dtype=np.float32)[:, None]
+        phase = number * speed
+        texture = 127 + amplitude * np.sin((x + phase) / 9.0) * np.cos((y - phase * 0.5) / 11.0)
+        texture = np.clip(texture, 0, 255).astype(np.uint8)
+        out = image.copy()
+        band = max(8, h // 12)  # leave the barcode alone
+        out[band:, :, 1] = texture[band:]
+        out[band:, :, 2] = 255 - texture[band:]
+        return out
+
+    return touch
+
+
+class Spy:
+    """Counts calls to a function of `extract`, passing them through."""
+
+    def __init__(self, monkeypatch, owner, name):
+        self.calls, original = [], getattr(owner, name)
+
+        def spy(*args, **kwargs):
+            self.calls.append(args)
+            return original(*args, **kwargs)
+
+        monkeypatch.setattr(owner, name, spy)
+
+
+def frames_of(out_dir, manifest):
+    return [read_barcode(cv2.imread(str(out_dir / f["file"]))) for f in manifest["frames"]]
+
+
+@pytest.fixture(scope="module")
+def five_scenes(tmp_path_factory):
+    path = tmp_path_factory.mktemp("v") / "five.mp4"
+    return path, make_video(path, [40, 30, 50, 25, 45])
+
+
+def test_skipping_non_reference_frames_finds_the_same_cuts(five_scenes, monkeypatch):
+    path, cuts = five_scenes
+    taken = Spy(monkeypatch, extract._Scan, "take")
+    full = extract.detect(path)
+    every = len(taken.calls)
+    skipping = extract.detect(path, skip_nonref=True)
+    assert full.cuts == skipping.cuts == cuts
+    assert len(taken.calls) - every < every * 0.6  # IBBBP: most frames were never decoded
+    # What the skipped frames were learned from the packets: the same timeline.
+    assert list(skipping.times) == list(full.times)
+    assert list(skipping.pts) == list(full.pts)
+    assert skipping.keyframes == full.keyframes
+    assert skipping.frame_count == full.frame_count == 190
+
+
+def test_motion_across_skipped_frames_is_checked_frame_by_frame(tmp_path, monkeypatch):
+    """Four frames apart, the sliding texture crosses the threshold; frame to frame it
+    does not. Each such gap is decoded after all, so no false cut appears."""
+    path = tmp_path / "pan.mp4"
+    make_video(path, [60, 60], touch=pan())
+    reads = Spy(monkeypatch, extract._GapReader, "read")
+    assert extract.detect(path).cuts == [60]
+    assert not reads.calls  # the full decode never needs it
+    assert extract.detect(path, skip_nonref=True).cuts == [60]
+    assert len(reads.calls) >= 5
+
+
+def test_a_gap_reader_returns_exactly_the_skipped_frames(five_scenes):
+    path, _ = five_scenes
+    detection = extract.detect(path)
+    container, stream = extract._open(path)
+    with container:
+        timeline = extract._Timeline(stream)
+        for packet in container.demux(stream):
+            if packet.size:
+                timeline.add(packet)
+    reader = extract._GapReader(path)
+    try:
+        for first, end in [(1, 4), (41, 44), (97, 100), (186, 190)]:
+            got = reader.read(timeline, first, end)
+            assert [n for n, _ in got] == list(range(first, end))
+            assert [read_barcode(f.to_ndarray(format="bgr24")) for _, f in got] == list(range(first, end))
+    finally:
+        reader.close()
+    assert timeline.check() == detection.frame_count
+
+
+def test_best_needs_no_second_pass_and_its_frames_are_what_they_claim(five_scenes, tmp_path, monkeypatch):
+    path, _ = five_scenes
+    second = Spy(monkeypatch, extract, "read_frames")
+    manifest = extract.extract(path, tmp_path, Settings(frame_pick="best"))
+    assert second.calls[0][2] == []  # called with no window to read
+    assert [(s["start_frame"], s["end_frame"]) for s in manifest["scenes"]] == [(0, 40), (40, 70), (70, 120),
+                                                                               (120, 145), (145, 190)]
+    assert frames_of(tmp_path, manifest) == [f["frame"] for f in manifest["frames"]]
+    for frame, (start, end) in zip(manifest["frames"], [(0, 40), (40, 70), (70, 120), (120, 145), (145, 190)],
+                                   strict=True):
+        middle, half = start + (end - start) // 2, int(0.3 * (end - start) / 2)
+        assert middle - half <= frame["frame"] <= middle + half
+        assert frame["reason"] == "sharpest"
+
+
+def test_a_stream_without_timestamps_is_decoded_whole(tmp_path):
+    """Raw H.264 has no timestamps to number skipped frames by: every frame is decoded."""
+    path = tmp_path / "raw.h264"
+    cuts = make_video(path, [30, 30, 30], container_format="h264")
+    manifest = extract.extract(path, tmp_path / "out", Settings(frame_pick="best"))
+    assert [s["start_frame"] for s in manifest["scenes"]] == [0, *cuts]
+    assert frames_of(tmp_path / "out", manifest) == [f["frame"] for f in manifest["frames"]]
+
+
+# --- Candidates: pure, no video ----------------------------------------------------------
+
+
+def luma(sharp):
+    image = np.full((72, 128), 120, np.uint8)
+    if sharp:
+        image[::4] = 30  # stripes: a high Laplacian variance
+    return image
+
+
+def test_candidates_hold_a_handful_and_always_one_inside_the_window():
+    pool = extract.Candidates(0.3, lambda number, frame, quality: number)
+    most = 0
+    for number in range(1, 3000):
+        pool.offer(number, None, luma(sharp=False))
+        held = sorted(h[1] for h in pool.open.values())
+        most = max(most, len(held))
+        # Were the scene to end after this frame: its window is middle +- 15 % of it.
+        length = number + 1
+        middle, half = length // 2, int(0.3 * length / 2)
+        assert any(middle - half <= h <= middle + half for h in held), (number, held)
+    assert most <= 6
+
+
+def test_candidates_pick_the_sharpest_inside_each_window():
+    pool = extract.Candidates(0.5, lambda number, frame, quality: (number, quality))
+    for number in range(40):
+        pool.offer(number, None, luma(sharp=number in (14, 26)))
+    pool.cut(40)  # scene [0, 40): window 10..30
+    for number in range(40, 60):
+        pool.offer(number, None, luma(sharp=False))
+    pool.finish(60)  # scene [40, 60): nothing sharp, the best of the dull still wins
+    assert pool.chosen[(0, 40)][0] in (14, 26)
+    assert pool.chosen[(0, 40)][1][1] > 100
+    assert 45 <= pool.chosen[(40, 60)][0] <= 55
+
+
+def test_a_late_reported_cut_moves_the_frames_after_it_to_the_new_scene():
+    pool = extract.Candidates(0.5, lambda number, frame, quality: number)
+    for number in range(30):
+        pool.offer(number, None, luma(sharp=False))
+    pool.cut(25)  # reported while frame 29 was being looked at
+    assert all(h[1] >= 25 for h in pool.open.values()) and pool.open
+    assert 0 <= pool.chosen[(0, 25)] < 25
+
+
+def test_a_single_shot_video_gets_its_even_frames_in_the_one_pass(tmp_path, monkeypatch):
+    """The evenly spaced frames of a video without cuts are known from its declared frame
+    count: they are decoded (B frames or not) and held during the pass."""
+    path = tmp_path / "one.mp4"
+    make_video(path, [90])
+    second = Spy(monkeypatch, extract, "read_frames")
+    manifest = extract.extract(path, tmp_path / "out", Settings(frame_pick="best"))
+    assert manifest["method"] == "even"
+    assert [f["frame"] for f in manifest["frames"]] == [15, 45, 75]
+    assert frames_of(tmp_path / "out", manifest) == [15, 45, 75]
+    assert second.calls[0][2] == []
