@@ -41,7 +41,9 @@ import itertools
 import json
 import math
 import os
+import queue
 import sys
+import threading
 import time
 from array import array
 from dataclasses import dataclass, field
@@ -64,7 +66,7 @@ MISSING_SHARE_ALLOWED = 0.01
 MISSING_SHARE_ESTIMATED = 0.1
 THUMB_WIDTH = 320
 MAX_KEPT_FRAMES = 8  # full frames pass 1 may hold for the even fallback
-DECODE_THREADS = min(16, 2 * (os.cpu_count() or 1))
+DECODE_THREADS = min(16, (os.cpu_count() or 1) + 1)
 
 
 def _fewer_malloc_arenas(arenas=2):
@@ -271,7 +273,8 @@ def drop_flash_cuts(cuts, luma, thumbs):
 
 def sharpness(luma):
     """Variance of the Laplacian: high for crisp edges, low for blur, fades and flat frames."""
-    return float(cv2.Laplacian(luma, cv2.CV_64F).var())
+    deviation = cv2.meanStdDev(cv2.Laplacian(luma, cv2.CV_16S))[1][0][0]  # Performance: 1.5x numpy's var
+    return float(deviation * deviation)
 
 
 def perceptual_hash(bgr):
@@ -453,9 +456,9 @@ def _open(path):
     if stream.codec_context is None or not stream.codec_context.width:
         container.close()
         raise VideoError(path, "the video stream cannot be decoded (unknown codec or damaged header)")
-    # Performance: frame threads, twice as many as cores: while one frame waits for the
-    # rows of the frame it is predicted from, others decode (4 threads on 2 cores decode
-    # a 1080p reel's reference frames ~15% faster than FFmpeg's default of 3).
+    # Performance: frame threads, one more than cores (FFmpeg's own default), and the
+    # decoding on a thread of its own (`_Ahead`). More threads decode a little faster
+    # alone but hold more frames: 4 on 2 cores cost +15 MiB for no measurable gain.
     stream.thread_type = "AUTO"
     stream.codec_context.thread_count = DECODE_THREADS
     return container, stream
@@ -515,20 +518,21 @@ def _detect(path, threshold, min_scene_len, check, progress, keep, max_pixels, m
         timeline = _Timeline(stream) if skip_nonref else None
         gaps = _GapReader(path) if skip_nonref else None
         if skip_nonref:
-            frames = _decode_references(container, stream, timeline, frozenset(scan.keep_frames))
+            frames = _Ahead(_decode_references(container, stream, timeline, frozenset(scan.keep_frames)))
         else:
-            frames = _decode_every(container, stream)
+            frames = _Ahead(_decode_every(container, stream))
         try:
-            for index, frame in frames:
-                if check:
-                    check()
-                if not scan.take(index, frame, tentative=gaps is not None):
-                    # A cut across skipped frames: decode them and look again, frame by frame.
-                    for number, skipped in gaps.read(timeline, scan.last + 1, index, check):
-                        scan.take(number, skipped)
-                    scan.take(index, frame)
-                if progress and index % 32 == 0:
-                    progress(index, expected)
+            with frames:
+                for index, frame in frames:
+                    if check:
+                        check()
+                    if not scan.take(index, frame, tentative=gaps is not None):
+                        # A cut across skipped frames: decode them and look again, frame by frame.
+                        for number, skipped in gaps.read(timeline, scan.last + 1, index, check):
+                            scan.take(number, skipped)
+                        scan.take(index, frame)
+                    if progress and index % 32 == 0:
+                        progress(index, expected)
         except av.FFmpegError as err:
             if scan.last < 0:
                 raise VideoError(path, f"no frame could be decoded ({_reason(err)})") from None
@@ -673,11 +677,12 @@ class _GapReader:
 
     def read(self, timeline, first, end, check=None):
         """(frame number, frame) for frames first..end-1, in order."""
-        wanted = {timeline.pts[n]: n for n in range(first, end)}
+        key, gap = timeline.gap(first, end)
+        wanted = {pts: first + i for i, pts in enumerate(gap)}
         if self.container is None:
             self.container, self.stream = _open(self.path)
         context = self.stream.codec_context
-        self.container.seek(timeline.keyframe_pts_before(first), stream=self.stream, backward=True)
+        self.container.seek(key, stream=self.stream, backward=True)
         found = {}
         try:
             for packet in self.container.demux(self.stream):
@@ -698,9 +703,62 @@ class _GapReader:
             self.container.close()
 
 
+class _Ahead:
+    """Runs a frame iterator on a thread of its own, up to DEPTH frames ahead.
+
+    Performance: PyAV lets go of the GIL while it decodes, so the next frames decode
+    while this thread scores the last one (12-15 % less wall time on 2 cores). As a
+    context manager: leaving it stops the thread and waits for it, so the container is
+    never closed under a running decoder. An error on the thread is raised here.
+    """
+
+    DEPTH = 2
+
+    def __init__(self, items):
+        self.items, self.queue, self.stop = items, queue.Queue(self.DEPTH), threading.Event()
+        self.thread = threading.Thread(target=self._run, name="decode", daemon=True)
+
+    def __enter__(self):
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc_info):
+        self.stop.set()
+        while self.thread.is_alive():
+            with contextlib.suppress(queue.Empty):
+                self.queue.get(timeout=0.05)  # room for a put the thread is waiting on
+
+    def __iter__(self):
+        while True:
+            kind, value = self.queue.get()
+            if kind == "error":
+                raise value
+            if kind == "end":
+                return
+            yield value
+
+    def _run(self):
+        try:
+            for item in self.items:
+                if not self._put("item", item):
+                    return
+            self._put("end", None)
+        except BaseException as err:  # handed to the consumer, which decides
+            self._put("error", err)
+        finally:
+            self.items.close()
+
+    def _put(self, kind, value):
+        while not self.stop.is_set():
+            with contextlib.suppress(queue.Full):
+                self.queue.put((kind, value), timeout=0.1)
+                return True
+        return False
+
+
 def _decode_every(container, stream):
     """(frame number, frame) of every frame, in display order."""
-    return enumerate(container.decode(stream))
+    yield from enumerate(container.decode(stream))
 
 
 def _decode_references(container, stream, timeline, wanted=frozenset()):
@@ -736,23 +794,25 @@ class _Timeline:
         self.time_base = stream.time_base
         self.pts, self.key_pts, self.numbered = array("q"), [], []
         self.in_order = True
+        self.lock = threading.Lock()  # filled on the decoding thread, read by _GapReader
 
     def add(self, packet):
         if packet.pts is None:
             raise _NoTimeline()
         if packet.is_discard:  # before the start of an edit list: never shown
             return
-        if self.pts and packet.pts <= self.pts[-1]:
-            self.in_order = False
-        if not self.in_order:
-            bisect.insort(self.pts, packet.pts)
-        else:
-            self.pts.append(packet.pts)
-        if packet.is_keyframe:
-            self.key_pts.append(packet.pts)
+        with self.lock:
+            if self.pts and packet.pts <= self.pts[-1]:
+                self.in_order = False
+            if not self.in_order:
+                bisect.insort(self.pts, packet.pts)
+            else:
+                self.pts.append(packet.pts)
+            if packet.is_keyframe:
+                self.key_pts.append(packet.pts)
 
     def position(self, pts):
-        """How many of the packets so far show before `pts`."""
+        """How many of the packets so far show before `pts` (on the decoding thread)."""
         return bisect.bisect_left(self.pts, pts)
 
     def number(self, frame):
@@ -776,10 +836,12 @@ class _Timeline:
     def keyframes(self):
         return sorted(bisect.bisect_left(self.pts, p) for p in self.key_pts)
 
-    def keyframe_pts_before(self, number):
-        """Pts of the last keyframe shown at or before frame `number` (seen so far)."""
-        target = self.pts[number]
-        return max((p for p in self.key_pts if p <= target), default=self.pts[0])
+    def gap(self, first, end):
+        """(pts of the last keyframe at or before frame `first`, pts of frames first..end-1)."""
+        with self.lock:
+            target = self.pts[first]
+            key = max((p for p in self.key_pts if p <= target), default=self.pts[0])
+            return key, list(self.pts[first:end])
 
 
 def _check_limits(path, stream, max_pixels, max_duration_s):
@@ -943,12 +1005,22 @@ def extract(path, out_dir, settings=Settings(), check=None, progress=None, conta
     one pass: it skips non-reference frames (see `detect`) and holds candidates as it
     goes (`Candidates`), falling back to pass 2 only for a window it holds nothing in.
     """
+    os.makedirs(out_dir, exist_ok=True)
+    try:
+        return _extract(path, out_dir, settings, check, progress, contact_sheet)
+    finally:
+        for name in os.listdir(out_dir):  # chosen frames not written out (an error; duplicates)
+            if name.startswith(GRAB_PREFIX):
+                os.remove(os.path.join(out_dir, name))
+
+
+def _extract(path, out_dir, settings, check, progress, contact_sheet):
     params = [cv2.IMWRITE_JPEG_QUALITY, settings.jpeg_quality]
     best = settings.frame_pick == "best"
 
     def grab(number, frame, quality):
         image = upright(frame.to_ndarray(format="bgr24"), _upright_rotation(frame))
-        return _grab(path, number, image, quality, params, best, contact_sheet)
+        return _grab(path, out_dir, number, image, quality, params, best, contact_sheet)
 
     # Gradual transitions are found on every frame's thumbnail: they need the full decode.
     one_pass = best and not settings.detect_gradual
@@ -963,7 +1035,6 @@ def extract(path, out_dir, settings=Settings(), check=None, progress=None, conta
     windows = choose_windows(picks, scenes, detection.content, settings.frame_pick, settings.frame_pick_window,
                              settings.min_frames)
 
-    os.makedirs(out_dir, exist_ok=True)
     judge = FrameJudge()
     held = dict(detection.kept)  # frames pass 1 already holds (the even fallback)
     chosen = pool.chosen if pool else {}
@@ -980,10 +1051,10 @@ def extract(path, out_dir, settings=Settings(), check=None, progress=None, conta
         if not from_pass_one(pick, window):
             number, image, quality = next(found)
             assert window[0] <= number <= window[1]
-            grabbed = _grab(path, number, image, quality, params, best, contact_sheet)
+            grabbed = _grab(path, out_dir, number, image, quality, params, best, contact_sheet)
         elif window[0] in held and window[0] == window[1]:
             image = held.pop(window[0])
-            grabbed = _grab(path, window[0], image, judge.rate_image(image), params, best, contact_sheet)
+            grabbed = _grab(path, out_dir, window[0], image, judge.rate_image(image), params, best, contact_sheet)
         else:
             grabbed = chosen[scenes[pick.scene]]
         if best and settings.dedupe_distance:
@@ -994,13 +1065,13 @@ def extract(path, out_dir, settings=Settings(), check=None, progress=None, conta
             last_hash = grabbed.phash
         index = len(frames)
         name = f"{index}.jpg"
-        with open(os.path.join(out_dir, name), "wb") as fh:
-            fh.write(grabbed.jpeg)
+        os.replace(grabbed.file, os.path.join(out_dir, name))
         time_s = detection.times[grabbed.frame]
         frames.append({"index": index, "file": name, "frame": grabbed.frame, "time_s": round(time_s, 6),
                        "scene": pick.scene, "reason": pick.reason, "sharpness": round(grabbed.quality[1], 1)})
         if contact_sheet:
-            thumbs.append(_label(grabbed.thumb, f"#{index}  {_clock(time_s)}"))
+            thumb = cv2.imdecode(np.frombuffer(grabbed.thumb, np.uint8), cv2.IMREAD_COLOR)
+            thumbs.append(_label(thumb, f"#{index}  {_clock(time_s)}"))
 
     manifest = {
         "width": detection.width,
@@ -1044,21 +1115,28 @@ def _clock(seconds):
 
 @dataclass(frozen=True)
 class Grab:
-    """A chosen frame, encoded: all the output needs of it (the full image is let go)."""
+    """A chosen frame, encoded: all the output needs of it. Its JPEG waits on disk (in
+    the output folder, under a hidden name) so memory holds no image per scene."""
 
     frame: int
     quality: tuple  # (has content, sharpness), see FrameJudge
-    jpeg: bytes
+    file: str
     phash: int | None  # perceptual hash, for dropping near-duplicates
-    thumb: np.ndarray | None  # for the contact sheet
+    thumb: bytes | None  # JPEG of the contact sheet thumbnail
 
 
-def _grab(path, number, image, quality, params, phash, thumb):
+def _grab(path, out_dir, number, image, quality, params, phash, thumb):
     ok, jpeg = cv2.imencode(".jpg", image, params)
     if not ok:
         raise VideoError(path, f"frame {number} could not be encoded as JPEG")
-    return Grab(number, quality, jpeg.tobytes(), perceptual_hash(image) if phash else None,
-                _thumbnail(image) if thumb else None)
+    file = os.path.join(out_dir, f"{GRAB_PREFIX}{number}.jpg")
+    with open(file, "wb") as fh:
+        fh.write(jpeg)
+    small = cv2.imencode(".jpg", _thumbnail(image), params)[1].tobytes() if thumb else None
+    return Grab(number, quality, file, perceptual_hash(image) if phash else None, small)
+
+
+GRAB_PREFIX = ".frame-"
 
 
 def _thumbnail(image):

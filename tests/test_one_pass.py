@@ -182,3 +182,37 @@ def test_a_single_shot_video_gets_its_even_frames_in_the_one_pass(tmp_path, monk
     assert [f["frame"] for f in manifest["frames"]] == [15, 45, 75]
     assert frames_of(tmp_path / "out", manifest) == [15, 45, 75]
     assert second.calls[0][2] == []
+
+
+def test_decoding_ahead_hands_over_errors_and_stops_when_left():
+    def numbers(fail_at=None):
+        for n in range(1000):
+            if n == fail_at:
+                raise ValueError("broken at 5")
+            yield n
+
+    with extract._Ahead(numbers()) as ahead:
+        assert list(ahead) == list(range(1000))
+    with pytest.raises(ValueError, match="broken at 5"), extract._Ahead(numbers(fail_at=5)) as ahead:
+        list(ahead)
+    with extract._Ahead(numbers()) as ahead:
+        for n in ahead:
+            if n == 3:
+                break
+    assert not ahead.thread.is_alive()  # left early: the thread stopped, nothing decodes on
+
+
+def test_an_abandoned_run_leaves_no_chosen_frames_behind(five_scenes, tmp_path, monkeypatch):
+    path, _ = five_scenes
+    grabs = Spy(monkeypatch, extract, "_grab")
+    calls = []
+
+    def check():
+        calls.append(1)
+        if len(calls) > 80:  # the pass is part way through
+            raise TimeoutError("deadline")
+
+    with pytest.raises(TimeoutError):
+        extract.extract(path, tmp_path, Settings(frame_pick="best"), check=check)
+    assert len(grabs.calls) >= 2  # scenes had been chosen and encoded by then
+    assert list(tmp_path.iterdir()) == []
