@@ -1,6 +1,8 @@
 """The one-pass path of FRAME_PICK=best: decoding only reference frames, checking the
 gaps a cut may hide in, and holding candidates instead of a second pass."""
 
+import json
+
 import cv2
 import numpy as np
 import pytest
@@ -71,14 +73,31 @@ def test_skipping_non_reference_frames_finds_the_same_cuts(five_scenes, monkeypa
 
 def test_motion_across_skipped_frames_is_checked_frame_by_frame(tmp_path, monkeypatch):
     """Four frames apart, the sliding texture crosses the threshold; frame to frame it
-    does not. Each such gap is decoded after all, so no false cut appears."""
+    does not. The first such gaps are decoded after all, then, the picture moving that
+    fast, every frame is: no false cut either way."""
     path = tmp_path / "pan.mp4"
     make_video(path, [60, 60], touch=pan())
     reads = Spy(monkeypatch, extract._GapReader, "read")
+    taken = Spy(monkeypatch, extract._Scan, "take")
     assert extract.detect(path).cuts == [60]
     assert not reads.calls  # the full decode never needs it
+    taken.calls.clear()
     assert extract.detect(path, skip_nonref=True).cuts == [60]
-    assert len(reads.calls) >= 5
+    assert 1 <= len(reads.calls) <= 4
+    assert len({args[1] for args in taken.calls}) > 100  # of 120: it went on decoding every frame
+
+
+def test_a_clear_cut_after_one_skipped_frame_is_not_decoded_again(monkeypatch):
+    class Detector:
+        _threshold = 27.0
+
+    scan = extract._Scan.__new__(extract._Scan)
+    scan.detector, scan.motion = Detector(), 2.0
+    assert scan._clear_cut(score=90.0, gap=2)
+    assert not scan._clear_cut(score=90.0, gap=3)  # two frames: it could be either
+    assert not scan._clear_cut(score=35.0, gap=2)  # near the threshold: look frame by frame
+    scan.motion = 30.0
+    assert not scan._clear_cut(score=60.0, gap=2)  # the picture moves that much anyway
 
 
 def test_a_gap_reader_returns_exactly_the_skipped_frames(five_scenes):
@@ -216,3 +235,30 @@ def test_an_abandoned_run_leaves_no_chosen_frames_behind(five_scenes, tmp_path, 
         extract.extract(path, tmp_path, Settings(frame_pick="best"), check=check)
     assert len(grabs.calls) >= 2  # scenes had been chosen and encoded by then
     assert list(tmp_path.iterdir()) == []
+
+
+def test_the_handler_runs_the_one_pass_side_by_side(service, monkeypatch, tmp_path):
+    """FRAME_PICK=best, the service's default: two videos at once, each decoding on its
+    own thread, and only the numbered frames and the manifest reach S3."""
+    from conftest import FakeContext, sqs_event
+
+    import app
+    import config
+
+    monkeypatch.setattr(config, "FRAME_PICK", "best")
+    monkeypatch.setattr(config, "CONCURRENCY_LIMIT", 2)
+    for code, lengths in (("one111", [40, 30, 50]), ("two222", [25, 45, 35, 30])):
+        make_video(tmp_path / f"{code}.mp4", lengths)
+        service.add_video(code, video=tmp_path / f"{code}.mp4")
+    response = app.lambda_handler(sqs_event({"shortcode": "one111", "platform": "ig"},
+                                            {"shortcode": "two222", "platform": "ig"}), FakeContext())
+    assert response["batchItemFailures"] == []
+    assert [(r["status"], r["frames"]) for r in response["results"]] == [("extracted", 3), ("extracted", 4)]
+    for code, count in (("one111", 3), ("two222", 4)):
+        assert service.frame_keys(code) == [f"ig/{code}/frames/{n}.jpg" for n in range(count)] + [
+            f"ig/{code}/frames/manifest.json"]
+        manifest = json.loads(service.get_frame(f"ig/{code}/frames/manifest.json")["Body"].read())
+        for frame in manifest["frames"]:
+            body = service.get_frame(f"ig/{code}/frames/{frame['file']}")["Body"].read()
+            assert read_barcode(cv2.imdecode(np.frombuffer(body, np.uint8), cv2.IMREAD_COLOR)) == frame["frame"]
+            assert frame["reason"] == "sharpest"
