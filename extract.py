@@ -363,11 +363,10 @@ class Candidates:
         self.start, self.open = 0, {}  # the open scene: cell -> (quality, frame number, frame)
         self.chosen = {}  # (start, end) of a scene -> its Grab
 
-    def offer(self, number, frame, luma):
-        """Frame `number` was decoded (`luma`: its small luma image, for rating it)."""
+    def offer(self, number, frame, quality):
+        """Frame `number` was decoded; `quality` is FrameJudge's rating of it."""
         first = self.start + int((1 - self.window) / 2 * (number - self.start + 1))
         cell = int(math.log(number - self.start + 1) / self.growth)
-        quality = FrameJudge.rate(luma)
         if cell not in self.open or quality > self.open[cell][0]:
             self.open[cell] = (quality, number, frame)
         for gone in [c for c, held in self.open.items() if held[1] < first]:
@@ -689,7 +688,7 @@ class _Scan:
         if self.pool is not None:
             for cut in found:
                 self.pool.cut(cut)
-            self.pool.offer(index, frame, luma)
+            self.pool.offer(index, frame, (has, sharpness(luma)))  # FrameJudge.rate, content known
         self.last = index
         return True
 

@@ -158,7 +158,7 @@ def test_candidates_hold_a_handful_and_always_one_inside_the_window():
     pool = extract.Candidates(0.3, lambda number, frame, quality: number)
     most = 0
     for number in range(1, 3000):
-        pool.offer(number, None, luma(sharp=False))
+        pool.offer(number, None, extract.FrameJudge.rate(luma(sharp=False)))
         held = sorted(h[1] for h in pool.open.values())
         most = max(most, len(held))
         # Were the scene to end after this frame: its window is middle +- 15 % of it.
@@ -171,10 +171,10 @@ def test_candidates_hold_a_handful_and_always_one_inside_the_window():
 def test_candidates_pick_the_sharpest_inside_each_window():
     pool = extract.Candidates(0.5, lambda number, frame, quality: (number, quality))
     for number in range(40):
-        pool.offer(number, None, luma(sharp=number in (14, 26)))
+        pool.offer(number, None, extract.FrameJudge.rate(luma(sharp=number in (14, 26))))
     pool.cut(40)  # scene [0, 40): window 10..30
     for number in range(40, 60):
-        pool.offer(number, None, luma(sharp=False))
+        pool.offer(number, None, extract.FrameJudge.rate(luma(sharp=False)))
     pool.finish(60)  # scene [40, 60): nothing sharp, the best of the dull still wins
     assert pool.chosen[(0, 40)][0] in (14, 26)
     assert pool.chosen[(0, 40)][1][1] > 100
@@ -184,7 +184,7 @@ def test_candidates_pick_the_sharpest_inside_each_window():
 def test_a_late_reported_cut_moves_the_frames_after_it_to_the_new_scene():
     pool = extract.Candidates(0.5, lambda number, frame, quality: number)
     for number in range(30):
-        pool.offer(number, None, luma(sharp=False))
+        pool.offer(number, None, extract.FrameJudge.rate(luma(sharp=False)))
     pool.cut(25)  # reported while frame 29 was being looked at
     assert all(h[1] >= 25 for h in pool.open.values()) and pool.open
     assert 0 <= pool.chosen[(0, 25)] < 25
