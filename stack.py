@@ -93,6 +93,7 @@ class Stack:
         self.procs = []
         self.root = None
         self.secret = secrets.token_hex(32)
+        self.issued = int(time.time())  # one key per role for the stack's life: `env` is read often
         self.ports = {name: free_port() for name in ("postgres", "postgrest", "nginx", "moto")}
         self.pids_file = os.path.join(PIDS_DIR, f"{os.getpid()}.pids")
 
@@ -143,8 +144,10 @@ class Stack:
         return f"http://127.0.0.1:{self.ports['nginx']}"
 
     def key(self, role="service_role"):
-        now = int(time.time())
-        return jwt({"iss": "supabase", "role": role, "iat": now, "exp": now + 10 * 365 * 86400}, self.secret)
+        """The role's JWT. Always the same one: a key minted anew each second would differ
+        from the one the service was configured with a moment before."""
+        return jwt({"iss": "supabase", "role": role, "iat": self.issued, "exp": self.issued + 10 * 365 * 86400},
+                   self.secret)
 
     @property
     def env(self):
