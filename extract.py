@@ -28,7 +28,7 @@ second, skipping pass rather than one pass.
 
 FRAME_PICK=best needs no exact frame, and runs in one pass (Performance: decoding is
 the whole cost). Pass 1 decodes only reference frames (`_decode_references`); where it
-sees a cut across skipped frames, `_GapReader` decodes them and the detector looks
+sees a cut across skipped frames, `_read_gap` decodes them and the detector looks
 again frame by frame, so the cuts stay exact. `Candidates` holds a few frames of the
 open scene where its window may fall, and encodes the best one when the scene ends.
 """
@@ -365,10 +365,8 @@ class Candidates:
 
     def offer(self, number, frame, quality):
         """Frame `number` was decoded; `quality` is FrameJudge's rating of it."""
+        self._hold(quality, number, frame)
         first = self.start + int((1 - self.window) / 2 * (number - self.start + 1))
-        cell = int(math.log(number - self.start + 1) / self.growth)
-        if cell not in self.open or quality > self.open[cell][0]:
-            self.open[cell] = (quality, number, frame)
         for gone in [c for c, held in self.open.items() if held[1] < first]:
             del self.open[gone]
 
@@ -378,10 +376,14 @@ class Candidates:
         held = list(self.open.values())
         self.close([h for h in held if h[1] < number], number)
         self.start, self.open = number, {}
-        for quality, later, frame in sorted((h for h in held if h[1] >= number), key=lambda h: h[1]):
-            cell = int(math.log(later - number + 1) / self.growth)
-            if cell not in self.open or quality > self.open[cell][0]:
-                self.open[cell] = (quality, later, frame)
+        for later in sorted((h for h in held if h[1] >= number), key=lambda h: h[1]):
+            self._hold(*later)
+
+    def _hold(self, quality, number, frame):
+        """File the frame in its cell, if it is the sharpest there so far."""
+        cell = int(math.log(number - self.start + 1) / self.growth)
+        if cell not in self.open or quality > self.open[cell][0]:
+            self.open[cell] = (quality, number, frame)
 
     def finish(self, count):
         self.close(list(self.open.values()), count)
@@ -547,7 +549,6 @@ def _detect(path, threshold, min_scene_len, check, progress, keep, max_pixels, m
         skip_nonref = skip_nonref and bool(stream.codec_context.has_b_frames)
         timeline = _Timeline(stream) if skip_nonref else None
         scan.timeline = timeline
-        gaps = _GapReader(path) if skip_nonref else None
         if skip_nonref:
             frames = _Ahead(_decode_references(container, stream, timeline, frozenset(scan.keep_frames)))
         else:
@@ -557,9 +558,9 @@ def _detect(path, threshold, min_scene_len, check, progress, keep, max_pixels, m
                 for index, frame in frames:
                     if check:
                         check()
-                    if not scan.take(index, frame, tentative=gaps is not None):
+                    if not scan.take(index, frame, tentative=skip_nonref):
                         # A cut across skipped frames: decode them and look again, frame by frame.
-                        for number, skipped in gaps.read(timeline, scan.last + 1, index, check):
+                        for number, skipped in _read_gap(path, timeline, scan.last + 1, index, check):
                             scan.take(number, skipped)
                         scan.take(index, frame)
                     if progress and index % 32 == 0:
@@ -572,9 +573,6 @@ def _detect(path, threshold, min_scene_len, check, progress, keep, max_pixels, m
                 f"decoding broke down after frame {scan.last} ({scan.times[-1]:.2f}s) of about "
                 f"{expected or '?'} ({_reason(err)}); the file is corrupt or truncated",
             ) from None
-        finally:
-            if gaps:
-                gaps.close()
         count = scan.last + 1 if timeline is None else timeline.check()
         scan.finish(count)
         if pool is not None:
@@ -671,9 +669,10 @@ class _Scan:
         if self.max_pixels and frame.width * frame.height > self.max_pixels:
             raise VideoError(self.path, f"frame {index} is {frame.width}x{frame.height}, over MAX_PIXELS={self.max_pixels}")
         self.times.append(time_s)
-        self.pts.append(frame.pts if frame.pts is not None else -1)
-        if frame.key_frame:
-            self.keyframes.append(index)
+        if self.timeline is None:  # else the timeline knows them, skipped frames too
+            self.pts.append(frame.pts if frame.pts is not None else -1)
+            if frame.key_frame:
+                self.keyframes.append(index)
         if index in self.keep_frames:
             self.kept[index] = frame.to_ndarray(format="bgr24")
         if frame.duration and frame.time_base:
@@ -717,46 +716,32 @@ class _Scan:
             self._fill(count)
 
 
-class _GapReader:
-    """Decodes, on demand, frames that pass 1 skipped where a cut may hide.
+def _read_gap(path, timeline, first, end, check=None):
+    """Decode frames first..end-1, which pass 1 skipped where a cut may hide; returns
+    `[(frame number, frame)]` in order.
 
     A second decoder on the same file: it seeks to the keyframe before the gap, decodes
-    only reference frames up to it and every frame inside it. It is closed after each
-    gap (reads are rare; an idle 1080p decoder holds 30 MiB).
+    only reference frames up to it and every frame inside it. Opened for each gap and
+    closed after it: gaps are rare, and an idle 1080p decoder holds 30 MiB.
     """
-
-    def __init__(self, path):
-        self.path, self.container = path, None
-
-    def read(self, timeline, first, end, check=None):
-        """(frame number, frame) for frames first..end-1, in order."""
-        key, gap = timeline.gap(first, end)
-        wanted = {pts: first + i for i, pts in enumerate(gap)}
-        if self.container is None:
-            self.container, self.stream = _open(self.path)
-            self.stream.codec_context.thread_count = 1  # a short burst, while pass 1 has the cores
-        context = self.stream.codec_context
-        self.container.seek(key, stream=self.stream, backward=True)
-        found = {}
-        try:
-            for packet in self.container.demux(self.stream):
-                context.skip_frame = "DEFAULT" if packet.pts in wanted else "NONREF"
-                for frame in packet.decode():
-                    if check:
-                        check()
-                    if frame.pts in wanted:
-                        found[wanted[frame.pts]] = frame
-                if len(found) == len(wanted):
-                    break
-        finally:
-            context.skip_frame = "DEFAULT"
-            self.close()
-        return sorted(found.items(), key=lambda item: item[0])
-
-    def close(self):
-        if self.container is not None:
-            self.container.close()
-            self.container = None
+    key, gap = timeline.gap(first, end)
+    wanted = {pts: first + i for i, pts in enumerate(gap)}
+    container, stream = _open(path)
+    context = stream.codec_context
+    context.thread_count = 1  # a short burst, while pass 1 has the cores
+    found = {}
+    with container:
+        container.seek(key, stream=stream, backward=True)
+        for packet in container.demux(stream):
+            context.skip_frame = "DEFAULT" if packet.pts in wanted else "NONREF"
+            for frame in packet.decode():
+                if check:
+                    check()
+                if frame.pts in wanted:
+                    found[wanted[frame.pts]] = frame
+            if len(found) == len(wanted):
+                break
+    return sorted(found.items(), key=lambda item: item[0])
 
 
 class _Ahead:
@@ -854,7 +839,7 @@ class _Timeline:
         self.numbered, self.numbered_pts = array("q"), array("q")  # each decoded frame: its number, its pts
         self.in_order = True
         self.decode_all = False  # set by the scorer where the picture moves fast
-        self.lock = threading.Lock()  # filled on the decoding thread, read by _GapReader
+        self.lock = threading.Lock()  # filled on the decoding thread, read by _read_gap
 
     def add(self, packet):
         if packet.pts is None:
@@ -879,7 +864,7 @@ class _Timeline:
         """Frame number of a decoded frame: how many packets show before it."""
         if frame.pts is None:
             raise _NoTimeline()
-        number = bisect.bisect_left(self.pts, frame.pts)
+        number = self.position(frame.pts)
         self.numbered.append(number)
         self.numbered_pts.append(frame.pts)
         return number
