@@ -37,6 +37,7 @@ import bisect
 import contextlib
 import copy
 import ctypes
+import dataclasses
 import itertools
 import json
 import math
@@ -88,7 +89,11 @@ THUMB_WIDTH = 320
 MAX_KEPT_FRAMES = 8  # full frames pass 1 may hold for the even fallback
 CLEAR_CUT = 1.5  # times the threshold: see _Scan._clear_cut
 BUSY_GAP = 4  # frames: decode every frame where this many could cross the threshold by motion
-DECODE_THREADS = min(16, (os.cpu_count() or 1) + 1)
+# Performance: frame threads decode consecutive frames at once. With non-reference frames
+# skipped, each thread often waits on the frame before it, so more frames in flight keep
+# the cores busy: on 2 cores, 5 threads decode a 1080p reel's reference frames in 0.8x
+# the wall time of FFmpeg's default 3 (6: no faster; each thread holds ~7 MiB at 1080p).
+DECODE_THREADS = min(16, 2 * (os.cpu_count() or 1) + 1)
 
 
 def _tune_malloc():
@@ -152,7 +157,7 @@ class Detection:
     times: array = field(repr=False)  # presentation time of each frame, seconds
     pts: array = field(repr=False)  # raw pts of each frame, for seeking in pass 2
     keyframes: list[int] = field(repr=False, default_factory=list)
-    kept: dict = field(repr=False, default_factory=dict)  # frame number -> upright BGR image
+    kept: dict = field(repr=False, default_factory=dict)  # frame number -> detect's hold() of it
     content: bytearray = field(repr=False, default_factory=bytearray)  # 1: not black, white or blank
     flashes: list = field(default_factory=list)  # [first, last] frames of flashes whose cuts were dropped
 
@@ -501,13 +506,14 @@ def _frame_time(frame, index, fps):
     return float(frame.time) if frame.time is not None else index / fps
 
 
-def detect(path, threshold=27.0, min_scene_len=15, check=None, progress=None, keep=None,
+def detect(path, threshold=27.0, min_scene_len=15, check=None, progress=None, keep=None, hold=None,
            max_pixels=0, max_duration_s=0, flash_filter=True, gradual=False, skip_nonref=False, pool=None):
     """Pass 1: decode the video once and find the cuts. Returns a Detection.
 
     `check()` is called for every frame and may raise to abandon the work (the handler
     uses it for the Lambda deadline); `progress(done, total)` is told how far it got.
-    `keep(frame_count)` may name a few frames to hold on to (see `extract`).
+    `keep(frame_count)` may name a few frames to hold on to (see `extract`): `kept` maps
+    each to `hold(number, frame)`, by default its upright BGR image.
     `max_pixels` and `max_duration_s` (0: no limit) refuse videos too big to be worth
     decoding, from the header when it says so and during decoding when it lied.
     `flash_filter` drops the cuts that brief flashes cause (see drop_flash_cuts);
@@ -521,12 +527,12 @@ def detect(path, threshold=27.0, min_scene_len=15, check=None, progress=None, ke
     """
     if skip_nonref:
         try:
-            return _detect(path, threshold, min_scene_len, check, progress, keep, max_pixels, max_duration_s,
+            return _detect(path, threshold, min_scene_len, check, progress, keep, hold, max_pixels, max_duration_s,
                            flash_filter, gradual, pool, skip_nonref=True)
         except _NoTimeline:
             if pool is not None:
                 pool.clear()
-    return _detect(path, threshold, min_scene_len, check, progress, keep, max_pixels, max_duration_s,
+    return _detect(path, threshold, min_scene_len, check, progress, keep, hold, max_pixels, max_duration_s,
                    flash_filter, gradual, pool, skip_nonref=False)
 
 
@@ -534,7 +540,7 @@ class _NoTimeline(Exception):
     """The packets do not say where each frame goes: decode every frame instead."""
 
 
-def _detect(path, threshold, min_scene_len, check, progress, keep, max_pixels, max_duration_s,
+def _detect(path, threshold, min_scene_len, check, progress, keep, hold, max_pixels, max_duration_s,
             flash_filter, gradual, pool, skip_nonref):
     container, stream = _open(path)
     with container:
@@ -543,26 +549,29 @@ def _detect(path, threshold, min_scene_len, check, progress, keep, max_pixels, m
         declared = stream.frames
         expected = declared or int((stream.duration or 0) * (stream.time_base or 0) * float(rate))
         scan = _Scan(path, stream, rate, ContentDetector(threshold=threshold, min_scene_len=min_scene_len),
-                     set(keep(declared)) if keep and declared else set(), pool, max_pixels, max_duration_s)
+                     set(keep(declared)) if keep and declared else set(), hold or _upright_image, pool,
+                     max_pixels, max_duration_s)
         # Without B frames (has_b_frames: the stream reorders frames) there is next to
         # nothing to skip, only the bookkeeping to pay for.
         skip_nonref = skip_nonref and bool(stream.codec_context.has_b_frames)
         timeline = _Timeline(stream) if skip_nonref else None
         scan.timeline = timeline
         if skip_nonref:
-            frames = _Ahead(_decode_references(container, stream, timeline, frozenset(scan.keep_frames)))
+            decoded = _decode_references(container, stream, timeline, frozenset(scan.keep_frames))
         else:
-            frames = _Ahead(_decode_every(container, stream))
+            decoded = _decode_every(container, stream)
+        frames = _Ahead(_shrunk(decoded, scan.shrinker()))
         try:
             with frames:
-                for index, frame in frames:
+                for index, frame, small in frames:
                     if check:
                         check()
-                    if not scan.take(index, frame, tentative=skip_nonref):
+                    if not scan.take(index, frame, small, tentative=skip_nonref):
                         # A cut across skipped frames: decode them and look again, frame by frame.
-                        for number, skipped in _read_gap(path, timeline, scan.last + 1, index, check):
-                            scan.take(number, skipped)
-                        scan.take(index, frame)
+                        with contextlib.closing(_read_gap(path, timeline, scan.last + 1, index, check)) as gap:
+                            for number, skipped in gap:
+                                scan.take(number, skipped)
+                        scan.take(index, frame, small)
                     if progress and index % 32 == 0:
                         progress(index, expected)
         except av.FFmpegError as err:
@@ -611,7 +620,7 @@ def _detect(path, threshold, min_scene_len, check, progress, keep, max_pixels, m
         times=scan.times,
         pts=scan.pts,
         keyframes=scan.keyframes,
-        kept={n: upright(image, scan.rotation) for n, image in scan.kept.items()},
+        kept=scan.kept,
         content=scan.content,
     )
 
@@ -619,16 +628,13 @@ def _detect(path, threshold, min_scene_len, check, progress, keep, max_pixels, m
 class _Scan:
     """What pass 1 learns from each decoded frame, in display order."""
 
-    def __init__(self, path, stream, rate, detector, keep_frames, pool, max_pixels, max_duration_s):
+    def __init__(self, path, stream, rate, detector, keep_frames, hold, pool, max_pixels, max_duration_s):
         self.path, self.rate, self.detector, self.pool = path, rate, detector, pool
-        self.keep_frames, self.kept = keep_frames, {}
+        self.keep_frames, self.hold, self.kept = keep_frames, hold, {}
         self.max_pixels, self.max_duration_s = max_pixels, max_duration_s
-        # Performance: shrink in YUV (one reformatter, reused), then convert only the small
-        # frame to BGR. Converting and scaling in one swscale call dithers near-black
-        # frames, and fades then score ~100.
-        self.shrink = VideoReformatter()
         width, height = stream.codec_context.width, stream.codec_context.height
         self.small_w, self.small_h = (_even(side) for side in small_size(width, height))
+        self.shrink = self.shrinker()  # for frames decoded here (gaps); see shrinker
         self.cuts, self.times, self.pts, self.keyframes = [], array("d"), array("q"), []
         # Per frame, for the flash and gradual filters and the "best" pick.
         self.content, self.luma, self.thumbs = bytearray(), array("f"), bytearray()
@@ -636,13 +642,30 @@ class _Scan:
         self.motion = 0.0  # score per frame between the last two decoded frames
         self.timeline = None  # with skipping: told when to decode every frame
 
-    def take(self, index, frame, tentative=False):
-        """Score one decoded frame; False (and nothing recorded) when `tentative` and it
-        makes a cut after skipped frames, which must then be taken first."""
-        small = self.shrink.reformat(frame, width=self.small_w, height=self.small_h, format="yuv420p",
-                                     interpolation=Interpolation.AREA)
-        planes = small.to_ndarray()
-        bgr = cv2.cvtColor(planes, cv2.COLOR_YUV2BGR_I420)
+    def shrinker(self):
+        """A function from a decoded frame to its (I420 planes, BGR image) about
+        DETECT_WIDTH wide, which is what the detector and the filters look at.
+
+        Performance: shrink in YUV (one swscale context per shrinker, reused), then convert
+        only the small frame to BGR. Converting and scaling in one swscale call dithers
+        near-black frames, and fades then score ~100. Both calls let go of the GIL, so the
+        decoding thread shrinks its frames while this one scores the last. A swscale
+        context is not for two threads at once: one shrinker per thread.
+        """
+        reformatter, width, height = VideoReformatter(), self.small_w, self.small_h
+
+        def shrink(frame):
+            planes = reformatter.reformat(frame, width=width, height=height, format="yuv420p",
+                                          interpolation=Interpolation.AREA).to_ndarray()
+            return planes, cv2.cvtColor(planes, cv2.COLOR_YUV2BGR_I420)
+
+        return shrink
+
+    def take(self, index, frame, small=None, tentative=False):
+        """Score one decoded frame (`small`: its shrunk planes and image, if already
+        made); False (and nothing recorded) when `tentative` and it makes a cut after
+        skipped frames, which must then be taken first."""
+        planes, bgr = small or self.shrink(frame)
         before = None
         if tentative and index > self.last + 1:
             # ContentDetector's state between frames: the last frame's planes (replaced, not
@@ -674,7 +697,7 @@ class _Scan:
             if frame.key_frame:
                 self.keyframes.append(index)
         if index in self.keep_frames:
-            self.kept[index] = frame.to_ndarray(format="bgr24")
+            self.kept[index] = self.hold(index, frame)
         if frame.duration and frame.time_base:
             self.last_duration = float(frame.duration * frame.time_base)
         luma = planes[:self.small_h]
@@ -717,19 +740,19 @@ class _Scan:
 
 
 def _read_gap(path, timeline, first, end, check=None):
-    """Decode frames first..end-1, which pass 1 skipped where a cut may hide; returns
-    `[(frame number, frame)]` in order.
+    """Decode frames first..end-1, which pass 1 skipped where a cut may hide; yields
+    (frame number, frame) in order.
 
     A second decoder on the same file: it seeks to the keyframe before the gap, decodes
     only reference frames up to it and every frame inside it. Opened for each gap and
-    closed after it: gaps are rare, and an idle 1080p decoder holds 30 MiB.
+    closed after it: gaps are rare, and an idle 1080p decoder holds 30 MiB. Each frame
+    is handed over as it comes out (in display order), not gathered: 3 MiB each at 1080p.
     """
     key, gap = timeline.gap(first, end)
     wanted = {pts: first + i for i, pts in enumerate(gap)}
     container, stream = _open(path)
     context = stream.codec_context
     context.thread_count = 1  # a short burst, while pass 1 has the cores
-    found = {}
     with container:
         container.seek(key, stream=stream, backward=True)
         for packet in container.demux(stream):
@@ -738,10 +761,9 @@ def _read_gap(path, timeline, first, end, check=None):
                 if check:
                     check()
                 if frame.pts in wanted:
-                    found[wanted[frame.pts]] = frame
-            if len(found) == len(wanted):
-                break
-    return sorted(found.items(), key=lambda item: item[0])
+                    yield wanted.pop(frame.pts), frame
+            if not wanted:
+                return
 
 
 class _Ahead:
@@ -795,6 +817,13 @@ class _Ahead:
                 self.queue.put((kind, value), timeout=0.1)
                 return True
         return False
+
+
+def _shrunk(frames, shrink):
+    """(frame number, frame, shrink(frame)) for each of `frames`."""
+    with contextlib.closing(frames):
+        for index, frame in frames:
+            yield index, frame, shrink(frame)
 
 
 def _decode_every(container, stream):
@@ -918,6 +947,10 @@ def _upright_rotation(frame):
     except (AttributeError, ValueError):
         angle = 0
     return round(angle / 90.0) % 4 * 90
+
+
+def _upright_image(number, frame):
+    return upright(frame.to_ndarray(format="bgr24"), _upright_rotation(frame))
 
 
 def upright(image, rotation):
@@ -1065,15 +1098,26 @@ def _extract(path, out_dir, settings, check, progress, contact_sheet):
     params = [cv2.IMWRITE_JPEG_QUALITY, settings.jpeg_quality]
     best = settings.frame_pick == "best"
 
+    judge = FrameJudge()
+
     def grab(number, frame, quality):
-        image = upright(frame.to_ndarray(format="bgr24"), _upright_rotation(frame))
+        image = _upright_image(number, frame)
         return _grab(path, out_dir, number, image, quality, params, best, contact_sheet)
+
+    def hold(number, frame):
+        """An even fallback frame, encoded at once: pass 1 runs on with its JPEG on disk,
+        not its image in memory (6 MiB at 1080p, held for most of the video)."""
+        image = _upright_image(number, frame)
+        grabbed = _grab(path, out_dir, number, image, judge.rate_image(image), params, best, contact_sheet)
+        file = os.path.join(out_dir, f"{GRAB_PREFIX}even-{number}.jpg")  # apart from a chosen one
+        os.replace(grabbed.file, file)
+        return dataclasses.replace(grabbed, file=file)
 
     # Gradual transitions are found on every frame's thumbnail: they need the full decode.
     one_pass = best and not settings.detect_gradual
     pool = Candidates(settings.frame_pick_window, grab) if one_pass else None
     detection = detect(path, settings.threshold, settings.min_scene_len, check, progress,
-                       keep=lambda count: _even_guess(count, settings),
+                       keep=lambda count: _even_guess(count, settings), hold=hold,
                        max_pixels=settings.max_pixels, max_duration_s=settings.max_duration_s,
                        gradual=settings.detect_gradual, skip_nonref=one_pass, pool=pool)
     scenes = scenes_from_cuts(detection.cuts, detection.frame_count)
@@ -1082,8 +1126,7 @@ def _extract(path, out_dir, settings, check, progress, contact_sheet):
     windows = choose_windows(picks, scenes, detection.content, settings.frame_pick, settings.frame_pick_window,
                              settings.min_frames)
 
-    judge = FrameJudge()
-    held = dict(detection.kept)  # frames pass 1 already holds (the even fallback)
+    held = dict(detection.kept)  # frames pass 1 already encoded (the even fallback)
     chosen = pool.chosen if pool else {}
 
     def from_pass_one(pick, window):
@@ -1100,8 +1143,7 @@ def _extract(path, out_dir, settings, check, progress, contact_sheet):
             assert window[0] <= number <= window[1]
             grabbed = _grab(path, out_dir, number, image, quality, params, best, contact_sheet)
         elif window[0] in held and window[0] == window[1]:
-            image = held.pop(window[0])
-            grabbed = _grab(path, out_dir, window[0], image, judge.rate_image(image), params, best, contact_sheet)
+            grabbed = held.pop(window[0])
         else:
             grabbed = chosen[scenes[pick.scene]]
         if best and settings.dedupe_distance:

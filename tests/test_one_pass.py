@@ -100,7 +100,7 @@ def test_a_clear_cut_after_one_skipped_frame_is_not_decoded_again(monkeypatch):
     assert not scan._clear_cut(score=60.0, gap=2)  # the picture moves that much anyway
 
 
-def test_a_gap_reader_returns_exactly_the_skipped_frames(five_scenes):
+def test_a_gap_reader_yields_exactly_the_skipped_frames(five_scenes):
     path, _ = five_scenes
     detection = extract.detect(path)
     container, stream = extract._open(path)
@@ -110,7 +110,7 @@ def test_a_gap_reader_returns_exactly_the_skipped_frames(five_scenes):
             if packet.size:
                 timeline.add(packet)
     for first, end in [(1, 4), (41, 44), (97, 100), (186, 190)]:
-        got = extract._read_gap(path, timeline, first, end)
+        got = list(extract._read_gap(path, timeline, first, end))
         assert [n for n, _ in got] == list(range(first, end))
         assert [read_barcode(f.to_ndarray(format="bgr24")) for _, f in got] == list(range(first, end))
     assert timeline.check() == detection.frame_count
