@@ -37,7 +37,6 @@ import bisect
 import contextlib
 import copy
 import ctypes
-import dataclasses
 import itertools
 import json
 import math
@@ -1108,10 +1107,8 @@ def _extract(path, out_dir, settings, check, progress, contact_sheet):
         """An even fallback frame, encoded at once: pass 1 runs on with its JPEG on disk,
         not its image in memory (6 MiB at 1080p, held for most of the video)."""
         image = _upright_image(number, frame)
-        grabbed = _grab(path, out_dir, number, image, judge.rate_image(image), params, best, contact_sheet)
-        file = os.path.join(out_dir, f"{GRAB_PREFIX}even-{number}.jpg")  # apart from a chosen one
-        os.replace(grabbed.file, file)
-        return dataclasses.replace(grabbed, file=file)
+        return _grab(path, out_dir, number, image, judge.rate_image(image), params, best, contact_sheet,
+                     kind="even-")  # named apart from a chosen frame of the same number
 
     # Gradual transitions are found on every frame's thumbnail: they need the full decode.
     one_pass = best and not settings.detect_gradual
@@ -1214,11 +1211,11 @@ class Grab:
     thumb: bytes | None  # JPEG of the contact sheet thumbnail
 
 
-def _grab(path, out_dir, number, image, quality, params, phash, thumb):
+def _grab(path, out_dir, number, image, quality, params, phash, thumb, kind=""):
     ok, jpeg = cv2.imencode(".jpg", image, params)
     if not ok:
         raise VideoError(path, f"frame {number} could not be encoded as JPEG")
-    file = os.path.join(out_dir, f"{GRAB_PREFIX}{number}.jpg")
+    file = os.path.join(out_dir, f"{GRAB_PREFIX}{kind}{number}.jpg")
     with open(file, "wb") as fh:
         fh.write(jpeg)
     small = cv2.imencode(".jpg", _thumbnail(image), params)[1].tobytes() if thumb else None
