@@ -548,7 +548,7 @@ def _detect(path, threshold, min_scene_len, check, progress, keep, hold, max_pix
         declared = stream.frames
         expected = declared or int((stream.duration or 0) * (stream.time_base or 0) * float(rate))
         scan = _Scan(path, stream, rate, ContentDetector(threshold=threshold, min_scene_len=min_scene_len),
-                     set(keep(declared)) if keep and declared else set(), hold or _upright_image, pool,
+                     set(keep(declared)) if keep and declared else set(), hold, pool,
                      max_pixels, max_duration_s)
         # Without B frames (has_b_frames: the stream reorders frames) there is next to
         # nothing to skip, only the bookkeeping to pay for.
@@ -696,7 +696,7 @@ class _Scan:
             if frame.key_frame:
                 self.keyframes.append(index)
         if index in self.keep_frames:
-            self.kept[index] = self.hold(index, frame)
+            self.kept[index] = self.hold(index, frame) if self.hold else _upright_image(frame)
         if frame.duration and frame.time_base:
             self.last_duration = float(frame.duration * frame.time_base)
         luma = planes[:self.small_h]
@@ -948,7 +948,7 @@ def _upright_rotation(frame):
     return round(angle / 90.0) % 4 * 90
 
 
-def _upright_image(number, frame):
+def _upright_image(frame):
     return upright(frame.to_ndarray(format="bgr24"), _upright_rotation(frame))
 
 
@@ -1100,13 +1100,13 @@ def _extract(path, out_dir, settings, check, progress, contact_sheet):
     judge = FrameJudge()
 
     def grab(number, frame, quality):
-        image = _upright_image(number, frame)
+        image = _upright_image(frame)
         return _grab(path, out_dir, number, image, quality, params, best, contact_sheet)
 
     def hold(number, frame):
         """An even fallback frame, encoded at once: pass 1 runs on with its JPEG on disk,
         not its image in memory (6 MiB at 1080p, held for most of the video)."""
-        image = _upright_image(number, frame)
+        image = _upright_image(frame)
         return _grab(path, out_dir, number, image, judge.rate_image(image), params, best, contact_sheet,
                      kind="even-")  # named apart from a chosen frame of the same number
 

@@ -7,6 +7,7 @@ read back exactly which frame a JPEG came from.
 from fractions import Fraction
 
 import av
+import cv2
 import numpy as np
 
 BITS = 12  # frame numbers up to 4095
@@ -48,6 +49,11 @@ def read_barcode(image):
         patch = image[2:band - 2, bit * cell + 2:(bit + 1) * cell - 2]
         number = number * 2 + (1 if patch.mean() > 127 else 0)
     return number
+
+
+def frames_of(out_dir, manifest):
+    """The frame number each saved JPEG really shows (read from its barcode)."""
+    return [read_barcode(cv2.imread(str(out_dir / f["file"]))) for f in manifest["frames"]]
 
 
 def make_video(path, scene_lengths, width=320, height=240, fps=25, rotation=0, pts_ms=None,

@@ -11,15 +11,10 @@ import cv2
 import media
 import numpy as np
 import pytest
-from media import make_video, read_barcode
+from media import frames_of, make_video, read_barcode
 
 import extract
 from extract import Settings, VideoError
-
-
-def frames_of(out_dir, manifest):
-    """The frame number each saved JPEG really shows (read from its barcode)."""
-    return [read_barcode(cv2.imread(str(out_dir / f["file"]))) for f in manifest["frames"]]
 
 
 @pytest.fixture(scope="module")

@@ -6,7 +6,7 @@ import json
 import cv2
 import numpy as np
 import pytest
-from media import make_video, read_barcode
+from media import frames_of, make_video, read_barcode
 
 import extract
 from extract import Settings
@@ -44,10 +44,6 @@ class Spy:
             return original(*args, **kwargs)
 
         monkeypatch.setattr(owner, name, spy)
-
-
-def frames_of(out_dir, manifest):
-    return [read_barcode(cv2.imread(str(out_dir / f["file"]))) for f in manifest["frames"]]
 
 
 @pytest.fixture(scope="module")
