@@ -12,9 +12,9 @@ For each video, in the same run and interleaved (so machine load hits all alike)
                                                                      reference frames' decode alone)
 Reports the median wall time of --runs runs, peak RSS, the ratios ours/floor and
 ours/psd and the cold start (`python3 -c "import app"`), then checks the targets and
-exits 1 if one is missed, 2 if a tool is missing. A missed ratio to ffmpeg says too
-when the bound itself is over it: no pipeline on Python, PyAV and PySceneDetect meets
-it on this machine.
+exits 1 if one is missed, 2 if a tool is missing. A missed ratio (to ffmpeg or to
+PySceneDetect) says too when the bound itself misses it: no pipeline on Python, PyAV
+and PySceneDetect meets it on this machine.
 
 Videos: ../shared/bench/make_synthetic.py builds a 720p clip, a 1080x1920 reel and a
 10-minute 1080p clip with known cuts (cached in bench/out/; the 1080p one takes ~9
