@@ -23,6 +23,7 @@ import contextvars
 import json
 import logging
 import os
+import random
 import re
 import shutil
 import sys
@@ -70,7 +71,10 @@ class InvalidMessage(Exception):
 # --- Structured logs: one JSON line per event, with the record's context ---------------------
 
 _context = {name: contextvars.ContextVar(name, default=None)
-            for name in ("message_id", "shortcode", "platform", "stage")}
+            for name in ("request_id", "message_id", "shortcode", "platform", "stage")}
+# True on every line of the first record this process handles, false on the others' lines;
+# absent outside records. Set with request_id by `_record_context`.
+_cold_start = contextvars.ContextVar("cold_start", default=None)
 
 
 class JsonFormatter(logging.Formatter):
@@ -80,6 +84,8 @@ class JsonFormatter(logging.Formatter):
     def format(self, record):
         line = {"ts": round(record.created, 3), "level": record.levelname, "msg": record.getMessage()}
         line.update({name: var.get() for name, var in _context.items()})
+        if _cold_start.get() is not None:
+            line["cold_start"] = _cold_start.get()
         line.update(getattr(record, "fields", {}))
         if record.exc_info and config.DEBUG:
             line["traceback"] = self.formatException(record.exc_info)
@@ -87,7 +93,8 @@ class JsonFormatter(logging.Formatter):
 
 
 def _mask(text):
-    for secret in (config.SUPABASE_KEY, os.environ.get("AWS_SECRET_ACCESS_KEY"), os.environ.get("AWS_SESSION_TOKEN")):
+    for secret in (config.SUPABASE_KEY, os.environ.get("AWS_SECRET_ACCESS_KEY"), os.environ.get("AWS_SESSION_TOKEN"),
+                   *_secrets_read):
         if secret and len(secret) >= 8:
             text = text.replace(secret, "***")
     return text
@@ -134,20 +141,63 @@ def s3():
 
 
 def supabase():
+    config.require("SUPABASE_URL", "SUPABASE_KEY")
+    key = supabase_key()
     with _clients_lock:
         if "supabase" not in _clients:
             import httpx
 
             from supabase import ClientOptions, create_client
 
-            config.require("SUPABASE_URL", "SUPABASE_KEY")
             # supabase-py truncates a float timeout to an int (and deprecates passing one):
             # give it an httpx client with an httpx.Timeout. Its own retries sleep 1+2+4 s;
             # ours (SUPABASE_RETRIES) are shorter.
             http = httpx.Client(timeout=httpx.Timeout(config.SUPABASE_TIMEOUT), follow_redirects=True)
             options = ClientOptions(httpx_client=http, postgrest_client_retry=False)
-            _clients["supabase"] = create_client(config.SUPABASE_URL, config.SUPABASE_KEY, options)
+            _clients["supabase"] = create_client(config.SUPABASE_URL, key, options)
         return _clients["supabase"]
+
+
+# Keys read from Secrets Manager: masked in every log line like SUPABASE_KEY. Never emptied.
+_secrets_read = []
+
+
+def supabase_key():
+    """The service_role key: SUPABASE_KEY, or else the SecretString of the secret
+    SUPABASE_KEY_SECRET names (its name or ARN), read from Secrets Manager once per
+    container, so the key need not sit in the function's environment. A failure to read
+    it is a misconfiguration (a wrong name, a missing permission) or an outage: a
+    RetryableError, logged at ERROR naming SUPABASE_KEY_SECRET, never acknowledged."""
+    if config.SUPABASE_KEY:
+        return config.SUPABASE_KEY
+    with _clients_lock:
+        if "supabase_key" not in _clients:
+            config.require("SUPABASE_KEY")
+            _clients["supabase_key"] = _read_key_secret(config.SUPABASE_KEY_SECRET)
+        return _clients["supabase_key"]
+
+
+def _read_key_secret(secret_id):
+    import boto3
+    from botocore.config import Config
+
+    client = boto3.client("secretsmanager", config=Config(
+        retries={"total_max_attempts": 2, "mode": "standard"},
+        connect_timeout=min(5.0, config.SUPABASE_TIMEOUT), read_timeout=config.SUPABASE_TIMEOUT))
+    stage = _context["stage"].get() or "config"
+    try:
+        value = (client.get_secret_value(SecretId=secret_id).get("SecretString") or "").strip()
+        problem = None if value else "it has no SecretString"
+        if value.startswith("{"):
+            problem = "its SecretString is JSON; it must be the service_role key itself"
+    except Exception as err:  # any Secrets Manager or network error: the same fate
+        problem = _describe(err)
+    if problem:
+        emit(logging.ERROR, "cannot read the Supabase key from SUPABASE_KEY_SECRET: fix the setting, the secret "
+             "or the secretsmanager:GetSecretValue permission", secret=secret_id, error=problem)
+        raise RetryableError(stage, f"cannot read the Supabase key from SUPABASE_KEY_SECRET={secret_id}: {problem}")
+    _secrets_read.append(value)
+    return value
 
 
 def reset_clients():
@@ -401,6 +451,7 @@ def process_video(shortcode, platform):
         set_stage("extract")
         deadline().check("extract")
         manifest = extract_frames(video_path, os.path.join(workdir, "frames"))
+        _video_seconds.set(manifest.get("duration_s"))
         os.remove(video_path)  # Free /tmp space before the upload.
         set_stage("upload")
         deadline().check("upload")
@@ -432,6 +483,7 @@ def handle_record(record, request, record_deadline, duplicate=False):
         result.update(status=status, stage=stage, error=error, frames=frames,
                       seconds=round(time.monotonic() - started, 3))
         emit(level, msg, status=status, frames=frames, error=error, seconds=result["seconds"])
+        emit_metrics(result)
         return result
 
     if isinstance(request, InvalidMessage):
@@ -467,10 +519,159 @@ def handle_record(record, request, record_deadline, duplicate=False):
         return finish("retry", logging.ERROR, "unexpected error", _context["stage"].get(), _describe(err))
 
 
+# --- Metrics: CloudWatch's embedded metric format ---------------------------------------------
+
+# The decoded video's duration (manifest duration_s) of the record this thread works on.
+_video_seconds = contextvars.ContextVar("video_seconds", default=None)
+
+
+def emit_metrics(result: dict) -> None:
+    """One log line per record in CloudWatch's embedded metric format: CloudWatch Logs
+    turns it into the metrics Records (1), Frames, ProcessingSeconds and, once the video
+    was decoded, VideoSeconds, by Status and, where the record has one, by Status and
+    Stage. No API call, nothing to wait for: the line is the metric.
+
+    The specification's rules this keeps: every metric named under Metrics and every
+    dimension key is a top-level member, metric values are numbers, dimension values
+    strings, a dimension set has at most 30 keys, Timestamp is epoch milliseconds.
+    Performance: by hand, with json and time only; aws-lambda-powertools' Metrics costs
+    about 65 ms more at each cold start (README, Operations)."""
+    values = {"Records": (1, "Count"), "Frames": (result["frames"] or 0, "Count"),
+              "ProcessingSeconds": (result["seconds"], "Seconds")}
+    if isinstance(_video_seconds.get(), int | float):
+        values["VideoSeconds"] = (_video_seconds.get(), "Seconds")
+    dimensions = {"Status": str(result["status"])}
+    if result["stage"]:
+        dimensions["Stage"] = str(result["stage"])
+    directive = {"Namespace": config.METRICS_NAMESPACE,
+                 "Dimensions": [["Status"], ["Status", "Stage"]] if "Stage" in dimensions else [["Status"]],
+                 "Metrics": [{"Name": name, "Unit": unit} for name, (_, unit) in values.items()]}
+    emit(logging.INFO, "metrics", _aws={"Timestamp": int(time.time() * 1000), "CloudWatchMetrics": [directive]},
+         **dimensions, **{name: value for name, (value, _) in values.items()})
+
+
+# --- Back-off through SQS: a retry waits longer each time, a malformed body none -------------
+
+SQS_MAX_VISIBILITY_S = 43200  # SQS's bounds on a visibility timeout: 0 to 12 hours
+# One ChangeMessageVisibilityBatch call at worst: one attempt, 1 s to connect, 3 s to answer.
+VISIBILITY_CALL_MS = 4000
+
+
+def receive_count(record: dict) -> int:
+    """How many times SQS has delivered this record (1 for the first delivery)."""
+    try:
+        return max(1, int((record.get("attributes") or {}).get("ApproximateReceiveCount", 1)))
+    except (TypeError, ValueError):
+        return 1
+
+
+def backoff_seconds(status: str, receives: int) -> int | None:
+    """How long SQS keeps a record hidden before delivering it again: for a retryable
+    failure RETRY_BACKOFF_S x 2^(receives - 1), +-20 % so records that failed together do
+    not come back together, at most RETRY_BACKOFF_MAX_S (and SQS's 43200 s); 0 for a
+    malformed body, which only has to reach the dead-letter queue, so it does within
+    seconds instead of after maxReceiveCount visibility timeouts; None for a record that
+    is acknowledged."""
+    if status == "invalid":
+        return 0
+    if status != "retry":
+        return None
+    seconds = config.RETRY_BACKOFF_S * 2 ** min(max(receives, 1) - 1, 30) * random.uniform(0.8, 1.2)
+    return int(max(0, min(seconds, config.RETRY_BACKOFF_MAX_S, SQS_MAX_VISIBILITY_S)))
+
+
+def queue_url_of(arn: str | None) -> str | None:
+    """The queue URL of a record's eventSourceARN (arn:PARTITION:sqs:REGION:ACCOUNT:NAME):
+    https://sqs.REGION.amazonaws.com/ACCOUNT/NAME, or ENDPOINT/ACCOUNT/NAME when
+    AWS_ENDPOINT_URL_SQS or AWS_ENDPOINT_URL points boto3 elsewhere (the local stack: moto
+    takes URLs of that shape). No call needed, unlike GetQueueUrl. None for anything else."""
+    match = re.fullmatch(r"arn:(aws[a-z-]*):sqs:([a-z0-9-]+):(\d{12}):([A-Za-z0-9_-]{1,80}(?:\.fifo)?)", arn or "")
+    if not match:
+        return None
+    partition, region, account, name = match.groups()
+    endpoint = os.environ.get("AWS_ENDPOINT_URL_SQS") or os.environ.get("AWS_ENDPOINT_URL")
+    if endpoint:
+        return f"{endpoint.rstrip('/')}/{account}/{name}"
+    domain = "amazonaws.com.cn" if partition == "aws-cn" else "amazonaws.com"
+    return f"https://sqs.{region}.{domain}/{account}/{name}"
+
+
+def sqs_client(region: str | None = None):
+    """The client for visibility changes: one short attempt (a failure only means the
+    record comes back after the queue's own visibility timeout)."""
+    with _clients_lock:
+        if ("sqs", region) not in _clients:
+            import boto3
+            from botocore.config import Config
+
+            _clients[("sqs", region)] = boto3.client("sqs", region_name=region, config=Config(
+                retries={"total_max_attempts": 1, "mode": "standard"}, connect_timeout=1, read_timeout=3))
+        return _clients[("sqs", region)]
+
+
+def back_off(client, queue_url: str, records: list, results: list, batch_deadline: "Deadline") -> None:
+    """Set the visibility timeout of every record going back to the queue to its
+    `backoff_seconds`, ten per ChangeMessageVisibilityBatch call. Runs after the records,
+    inside the MIN_REMAINING_MS reserve (kept for reporting like this), unless less than a
+    call's worst case is left. A failed change is logged and changes no record's fate:
+    the record still goes back, after the queue's own visibility timeout."""
+    entries = [(record, seconds) for record, result in zip(records, results, strict=True)
+               if record.get("receiptHandle")
+               and (seconds := backoff_seconds(result["status"], receive_count(record))) is not None]
+    for start in range(0, len(entries), 10):
+        chunk = entries[start:start + 10]
+        remaining = batch_deadline.remaining_ms() if batch_deadline.remaining_ms else None
+        if remaining is not None and remaining < VISIBILITY_CALL_MS:
+            problem = f"only {remaining} ms left before the Lambda timeout"
+            failed = {str(i): problem for i in range(len(chunk))}
+        else:
+            try:
+                answer = client.change_message_visibility_batch(QueueUrl=queue_url, Entries=[
+                    {"Id": str(i), "ReceiptHandle": record["receiptHandle"], "VisibilityTimeout": seconds}
+                    for i, (record, seconds) in enumerate(chunk)])
+                failed = {f["Id"]: f"{f.get('Code')}: {f.get('Message')}" for f in answer.get("Failed", [])}
+            except Exception as err:  # best effort: the fate is decided already
+                failed = {str(i): _describe(err) for i in range(len(chunk))}
+        for i, (record, seconds) in enumerate(chunk):
+            if str(i) in failed:
+                emit(logging.WARNING, "could not change the visibility timeout: the record comes back after the "
+                     "queue's own", message_id=record.get("messageId"), visibility_s=seconds, error=failed[str(i)])
+            else:
+                emit(logging.INFO, "returned to SQS", message_id=record.get("messageId"), visibility_s=seconds,
+                     receive_count=receive_count(record))
+
+
+def _back_off_by_source(records, results, batch_deadline):
+    """lambda_handler's back-off: each record's queue from its eventSourceARN."""
+    by_queue = {}
+    for record, result in zip(records, results, strict=True):
+        url = queue_url_of(record.get("eventSourceARN"))
+        if url:
+            region = record["eventSourceARN"].split(":")[3]
+            by_queue.setdefault((url, region), ([], []))
+            by_queue[(url, region)][0].append(record)
+            by_queue[(url, region)][1].append(result)
+    for (url, region), (queue_records, queue_results) in by_queue.items():
+        back_off(sqs_client(region), url, queue_records, queue_results, batch_deadline)
+
+
 # --- The handler -----------------------------------------------------------------------------
 
 TEMP_PREFIX = "extract-"
 RETRY_STATUSES = ("retry", "invalid")
+_first_record = [True]  # the first record this process handles is its cold start
+_first_record_lock = threading.Lock()
+
+
+def _record_context(request_id):
+    """A fresh log context for one record: nothing of another record's, the invocation's
+    request id, and cold_start true for the first record of the process only."""
+    with _first_record_lock:
+        cold, _first_record[0] = _first_record[0], False
+    context = contextvars.Context()
+    context.run(_context["request_id"].set, request_id)
+    context.run(_cold_start.set, cold)
+    return context
 
 
 def lambda_handler(event, context):
@@ -481,6 +682,7 @@ def lambda_handler(event, context):
     """
     records = [r for r in (event or {}).get("Records", []) if isinstance(r, dict)]
     batch_deadline = Deadline(context)
+    request_id = getattr(context, "aws_request_id", None)
     _remove_stale_temp_folders()
     jobs, seen = [], set()
     for record in records:
@@ -494,8 +696,11 @@ def lambda_handler(event, context):
 
     with ThreadPoolExecutor(max_workers=config.CONCURRENCY_LIMIT) as pool:
         # Each record runs in a fresh log context of its own.
-        futures = [pool.submit(contextvars.Context().run, handle_record, *job) for job in jobs]
+        futures = [pool.submit(_record_context(request_id).run, handle_record, *job) for job in jobs]
         results = [future.result() for future in futures]
+    invocation = contextvars.Context()
+    invocation.run(_context["request_id"].set, request_id)
+    invocation.run(_back_off_by_source, records, results, batch_deadline)
     failures = [{"itemIdentifier": r["message_id"]} for r in results if r["status"] in RETRY_STATUSES]
     return {"batchItemFailures": failures, "results": results}
 
@@ -568,7 +773,9 @@ def process_batch(sqs, queue_url, messages, batch_seconds=900):
     event = {"Records": [{"messageId": m["MessageId"], "receiptHandle": m["ReceiptHandle"], "body": m["Body"],
                           "attributes": m.get("Attributes", {}), "messageAttributes": {},
                           "eventSource": "aws:sqs"} for m in messages]}
-    response = lambda_handler(event, LocalContext(batch_seconds))
+    deadline = LocalContext(batch_seconds)
+    response = lambda_handler(event, deadline)
+    back_off(sqs, queue_url, event["Records"], response["results"], Deadline(deadline))
     failed = {f["itemIdentifier"] for f in response["batchItemFailures"]}
     done = [{"Id": str(i), "ReceiptHandle": m["ReceiptHandle"]} for i, m in enumerate(messages) if m["MessageId"] not in failed]
     if done:

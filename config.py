@@ -115,6 +115,24 @@ S3_READ_TIMEOUT = _float("S3_READ_TIMEOUT", 10.0, minimum=0.1)
 
 DEBUG = _bool("DEBUG", False)
 
+# --- Operations ---------------------------------------------------------------------------
+# The Supabase key kept in AWS Secrets Manager instead of the environment: a secret's name
+# or ARN, read once per container when SUPABASE_KEY is empty (SUPABASE_KEY wins).
+SUPABASE_KEY_SECRET = _raw("SUPABASE_KEY_SECRET", "")
+# CloudWatch namespace of the metrics each record's log line carries (embedded metric format).
+METRICS_NAMESPACE = _raw("METRICS_NAMESPACE", "FrameExtractor")
+if not re.fullmatch(r"[A-Za-z0-9._/#: -]{1,255}", METRICS_NAMESPACE) or METRICS_NAMESPACE.startswith("AWS/"):
+    raise ConfigError("METRICS_NAMESPACE must be 1-255 characters of A-Z a-z 0-9 . _ / # : - and space, "
+                      f"not starting with AWS/, got {METRICS_NAMESPACE!r}")
+# A retryable failure comes back after RETRY_BACKOFF_S x 2^(receive count - 1) seconds
+# (+-20 %), at most RETRY_BACKOFF_MAX_S: SQS's visibility timeout is 0-43200 s.
+RETRY_BACKOFF_S = _int("RETRY_BACKOFF_S", 60, minimum=0, maximum=43200)
+RETRY_BACKOFF_MAX_S = _int("RETRY_BACKOFF_MAX_S", 3600, minimum=0, maximum=43200)
+# For `python3 test.py check`: the queue feeding the function (empty: not checked) and the
+# function's timeout, which the queue's visibility timeout must be at least 6x of.
+SQS_QUEUE_URL = _raw("SQS_QUEUE_URL", "")
+FUNCTION_TIMEOUT_S = _int("FUNCTION_TIMEOUT_S", 900, minimum=1, maximum=43200)
+
 # A call that hangs must give up inside the reserve kept before Lambda's timeout: a
 # Supabase request, and an S3 request with all of boto3's attempts.
 if MIN_REMAINING_MS and SUPABASE_TIMEOUT * 1000 >= MIN_REMAINING_MS:
@@ -127,6 +145,8 @@ if MIN_REMAINING_MS and (S3_CONNECT_TIMEOUT + S3_READ_TIMEOUT) * S3_RETRIES * 10
 
 def require(*names):
     """Fail with a clear message when a setting the caller needs is empty."""
-    missing = [name for name in names if not globals().get(name)]
+    missing = [name for name in names if not globals().get(name)
+               and not (name == "SUPABASE_KEY" and SUPABASE_KEY_SECRET)]  # the key may come from its secret
     if missing:
-        raise ConfigError(f"missing required setting(s): {', '.join(missing)} (see .env.sample)")
+        names = ["SUPABASE_KEY (or SUPABASE_KEY_SECRET)" if name == "SUPABASE_KEY" else name for name in missing]
+        raise ConfigError(f"missing required setting(s): {', '.join(names)} (see .env.sample)")

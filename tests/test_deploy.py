@@ -159,3 +159,37 @@ def test_push_image_rejects_bad_arguments():
     assert push(dict(os.environ), "--platform", "windows/386").returncode == 2
     assert push(dict(os.environ), "--nope").returncode == 2
     assert "Usage:" in push(dict(os.environ), "--help").stdout
+
+
+def test_the_key_is_in_secrets_manager_and_only_that_secret_is_readable():
+    template = load_template()
+    function = template["Resources"]["FramesFunction"]["Properties"]
+    variables = function["Environment"]["Variables"]
+    assert "SUPABASE_KEY" not in variables  # never a plain key in the function's environment
+    which = {"Fn::If": ["CreateKeySecret", {"Ref": "SupabaseKeySecret"}, {"Ref": "SupabaseKeySecretArn"}]}
+    assert variables["SUPABASE_KEY_SECRET"] == which
+    by_sid = {s["Sid"]: s for s in function["Policies"][0]["Statement"]}
+    assert by_sid["ReadKey"]["Action"] == "secretsmanager:GetSecretValue" and by_sid["ReadKey"]["Resource"] == which
+    secret = template["Resources"]["SupabaseKeySecret"]
+    assert secret["Type"] == "AWS::SecretsManager::Secret" and secret["Condition"] == "CreateKeySecret"
+    assert secret["Properties"]["SecretString"] == {"Ref": "SupabaseKey"}
+    assert template["Parameters"]["SupabaseKey"]["NoEcho"] is True
+
+
+def test_the_function_may_change_its_queues_visibility_timeouts():
+    statements = load_template()["Resources"]["FramesFunction"]["Properties"]["Policies"][0]["Statement"]
+    [backoff] = [s for s in statements if s["Sid"] == "BackOff"]
+    assert backoff["Action"] == "sqs:ChangeMessageVisibility"
+    assert backoff["Resource"] == {"Fn::GetAtt": ["VideosQueue", "Arn"]}
+
+
+def test_alarms_on_the_permanent_error_and_retry_counts_the_handler_emits():
+    resources = load_template()["Resources"]
+    variables = resources["FramesFunction"]["Properties"]["Environment"]["Variables"]
+    assert variables["METRICS_NAMESPACE"] == {"Ref": "MetricsNamespace"}
+    for name, status in (("PermanentErrorAlarm", "error"), ("RetryAlarm", "retry")):
+        alarm = resources[name]["Properties"]
+        assert alarm["Namespace"] == {"Ref": "MetricsNamespace"} and alarm["MetricName"] == "Records"
+        assert alarm["Dimensions"] == [{"Name": "Status", "Value": status}]  # the Status values of app.handle_record
+        assert alarm["Statistic"] == "Sum" and alarm["ComparisonOperator"] == "GreaterThanThreshold"
+    assert load_template()["Parameters"]["MetricsNamespace"]["Default"] == "FrameExtractor"
