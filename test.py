@@ -8,6 +8,8 @@
     python3 test.py bulk [--limit N]        every video downloaded but not extracted, likewise
     python3 test.py soak [--messages N]     N (200) messages through moto's SQS and the worker,
                                             with injected faults and poison; prints the accounting
+    python3 test.py check                   the configured setup against the real services: one
+                                            line per check; exit 0 when all pass, 1 otherwise
     add --debug to single/bulk for debug logs; extra arguments to the suite go to pytest.
 """
 
@@ -185,6 +187,16 @@ def bulk(argv):
     return status
 
 
+def check(argv):
+    """Check the settings against the real services (check.py); writes one probe object only."""
+    if argv:
+        print("usage: python3 test.py check", file=sys.stderr)
+        return 2
+    from check import run_checks
+
+    return run_checks()
+
+
 def main(argv):
     _in_venv()
     os.chdir(HERE)
@@ -192,7 +204,7 @@ def main(argv):
     command = argv[0] if argv and not argv[0].startswith("-") else None
     if command is None:
         return run_suite(argv)
-    if command in ("demo", "single", "bulk", "soak"):
+    if command in ("demo", "single", "bulk", "soak", "check"):
         return globals()[command](argv[1:])
     print(__doc__, file=sys.stderr)
     return 2
