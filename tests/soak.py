@@ -18,6 +18,7 @@ from media import make_video
 SOAK_QUEUE = "soak"
 MAX_RECEIVES = 3
 VISIBILITY_S = 2
+BACKOFF_S = 1  # RETRY_BACKOFF_S for the soak: retries back after 1, 2 s (+-20 %), on the queue's scale
 
 
 def run_soak(stack, workdir, messages=200, fault_share=0.10, poison_share=0.05, seed=7, log=print):
@@ -60,9 +61,9 @@ def run_soak(stack, workdir, messages=200, fault_share=0.10, poison_share=0.05, 
     s3_proxy.fail_share(fault_share, ("status", 503))
     db_proxy.fail_share(fault_share / 2, ("status", 503))
     saved_env = os.environ.get("AWS_ENDPOINT_URL")
-    saved_url = config.SUPABASE_URL
+    saved_url, saved_backoff = config.SUPABASE_URL, config.RETRY_BACKOFF_S
     os.environ["AWS_ENDPOINT_URL"] = s3_proxy.url
-    config.SUPABASE_URL = db_proxy.url
+    config.SUPABASE_URL, config.RETRY_BACKOFF_S = db_proxy.url, BACKOFF_S
     app.reset_clients()
 
     def drained():
@@ -82,7 +83,7 @@ def run_soak(stack, workdir, messages=200, fault_share=0.10, poison_share=0.05, 
             os.environ.pop("AWS_ENDPOINT_URL", None)
         else:
             os.environ["AWS_ENDPOINT_URL"] = saved_env
-        config.SUPABASE_URL = saved_url
+        config.SUPABASE_URL, config.RETRY_BACKOFF_S = saved_url, saved_backoff
         app.reset_clients()
         s3_proxy.close()
         db_proxy.close()
