@@ -326,3 +326,15 @@ def test_an_unreadable_secret_is_retried_with_an_error_naming_the_setting(servic
     assert errors and all(line["secret"] == config.SUPABASE_KEY_SECRET for line in errors)
     assert ("ResourceNotFoundException" if case == "missing" else "JSON") in errors[0]["error"]
     assert service.errors() == [] and service.video_row("sk6")[1] == "f"
+
+
+def test_the_new_settings_are_documented_and_validated(monkeypatch):
+    sample, readme = (ROOT / ".env.sample").read_text(), (ROOT / "README.md").read_text()
+    for name in ("SUPABASE_KEY_SECRET", "METRICS_NAMESPACE", "RETRY_BACKOFF_S", "RETRY_BACKOFF_MAX_S", "SQS_QUEUE_URL",
+                 "FUNCTION_TIMEOUT_S"):
+        assert f"\n{name}=" in sample and f"| `{name}` |" in readme
+    for name, value in (("RETRY_BACKOFF_S", "-1"), ("RETRY_BACKOFF_MAX_S", "50000"), ("FUNCTION_TIMEOUT_S", "0"),
+                        ("METRICS_NAMESPACE", "AWS/Lambda")):
+        run = subprocess.run([sys.executable, "-c", "import config"], capture_output=True, text=True, cwd=ROOT,
+                             env=dict(os.environ, **{name: value}))
+        assert run.returncode == 1 and f"ConfigError: {name} must" in run.stderr
