@@ -12,8 +12,11 @@ in exactly one fate, decided in one place (`handle_record`):
 - a PermanentError (bad video, missing object, unknown video, not downloaded)
   -> an `extraction_errors` row, then acknowledged;
 - a RetryableError (S3 or Supabase unreachable, the Lambda deadline), a malformed
-  body, or anything unexpected -> `batchItemFailures`: SQS delivers it again and,
-  after maxReceiveCount, moves it to the dead-letter queue. Nothing is dropped.
+  body, or anything unexpected -> `batchItemFailures`: SQS delivers it again (after a
+  back-off the handler sets as the message's visibility timeout; a malformed body at
+  once) and, after maxReceiveCount, moves it to the dead-letter queue. Nothing is dropped.
+
+Every record also leaves one metrics line (CloudWatch's embedded metric format).
 
 Run locally: `python3 app.py VIDEO [-o OUT_DIR]` (see `main` at the bottom).
 """
@@ -609,7 +612,7 @@ def sqs_client(region: str | None = None):
         return _clients[("sqs", region)]
 
 
-def back_off(client, queue_url: str, records: list, results: list, batch_deadline: "Deadline") -> None:
+def back_off(client, queue_url: str, records: list, results: list, *, batch_deadline: "Deadline") -> None:
     """Set the visibility timeout of every record going back to the queue to its
     `backoff_seconds`, ten per ChangeMessageVisibilityBatch call. Runs after the records,
     inside the MIN_REMAINING_MS reserve (kept for reporting like this), unless less than a
@@ -642,17 +645,16 @@ def back_off(client, queue_url: str, records: list, results: list, batch_deadlin
 
 
 def _back_off_by_source(records, results, batch_deadline):
-    """lambda_handler's back-off: each record's queue from its eventSourceARN."""
-    by_queue = {}
+    """lambda_handler's back-off: each record on the queue its eventSourceARN names (one,
+    under an event source mapping). Records from elsewhere (test.py single) have none."""
+    by_arn = {}
     for record, result in zip(records, results, strict=True):
-        url = queue_url_of(record.get("eventSourceARN"))
-        if url:
-            region = record["eventSourceARN"].split(":")[3]
-            by_queue.setdefault((url, region), ([], []))
-            by_queue[(url, region)][0].append(record)
-            by_queue[(url, region)][1].append(result)
-    for (url, region), (queue_records, queue_results) in by_queue.items():
-        back_off(sqs_client(region), url, queue_records, queue_results, batch_deadline)
+        if queue_url_of(record.get("eventSourceARN")):
+            by_arn.setdefault(record["eventSourceARN"], []).append((record, result))
+    for arn, pairs in by_arn.items():
+        region = arn.split(":")[3]
+        back_off(sqs_client(region), queue_url_of(arn), [record for record, _ in pairs], [result for _, result in pairs],
+                 batch_deadline=batch_deadline)
 
 
 # --- The handler -----------------------------------------------------------------------------
@@ -773,9 +775,10 @@ def process_batch(sqs, queue_url, messages, batch_seconds=900):
     event = {"Records": [{"messageId": m["MessageId"], "receiptHandle": m["ReceiptHandle"], "body": m["Body"],
                           "attributes": m.get("Attributes", {}), "messageAttributes": {},
                           "eventSource": "aws:sqs"} for m in messages]}
-    deadline = LocalContext(batch_seconds)
-    response = lambda_handler(event, deadline)
-    back_off(sqs, queue_url, event["Records"], response["results"], Deadline(deadline))
+    context = LocalContext(batch_seconds)
+    response = lambda_handler(event, context)
+    # The records carry no eventSourceARN: the worker backs off on its own queue.
+    back_off(sqs, queue_url, event["Records"], response["results"], batch_deadline=Deadline(context))
     failed = {f["itemIdentifier"] for f in response["batchItemFailures"]}
     done = [{"Id": str(i), "ReceiptHandle": m["ReceiptHandle"]} for i, m in enumerate(messages) if m["MessageId"] not in failed]
     if done:
