@@ -62,8 +62,8 @@ missing:
 Videos: ../shared/bench/make_synthetic.py builds short_720p (30 s, B-frames), the
 1080x1920 reel (60 s) and long_1080p (10 min; ~9 minutes to build, once); bench/clips.py
 builds baseline_720p (short_720p's scenes, baseline profile: no B-frames) and uhd_4k60
-(3840x2160, 60 fps, --uhd-seconds long, 30 s by default, superfast, no B-frames: about
-1.5-3 minutes to build on 2 cores) and the warm-up clip; all cached in bench/out/. The clips
+(3840x2160, 60 fps, --uhd-seconds long, 30 s by default, superfast, no B-frames: 4 s built
+in 39 s on a loaded 2-core machine, so 30 s takes a few minutes) and the warm-up clip; all cached in bench/out/. The clips
 in ../shared/videos are added when present. `--only NAME ...` keeps the videos whose names
 contain one of the NAMEs (and builds only those).
 """
@@ -324,7 +324,8 @@ def cost_line(rows):
     here = cpus.usable_cpus()
     lambda_vcpus = memory_mb / cpus.LAMBDA_MB_PER_VCPU
     scale = max(1.0, here / lambda_vcpus)
-    return (f"cost (Lambda arm64, us-east-1 first tier: ${PRICE_PER_GB_S} per GB-s, $0.20 per 1M requests; "
+    return (f"cost (Lambda arm64, us-east-1 first tier: ${PRICE_PER_GB_S:.10f} per GB-s, "
+            f"${PRICE_PER_REQUEST * 1_000_000:.2f} per 1M requests; "
             f"MemorySize {memory_mb} MB, template.yaml's default): the extraction stage takes "
             f"{per_video_second:.3f} s per video-second warm on {', '.join(r.name for r in priced)} -> "
             f"{VIDEOS_PRICED:,} videos of {VIDEO_SECONDS_PRICED} s = {seconds_each:.1f} s each, "
@@ -413,6 +414,8 @@ def main():
         print(f"note: {env_file} is read by app.py: its settings apply to ours, middle and warm "
               "(its storage and Supabase settings are replaced by dummies in the warm processes)", file=sys.stderr)
     targets = videos(args.only, args.uhd_seconds)
+    if not targets:
+        fail(f"no video's name contains any of {args.only}")
     warmup = generated(WARMUP)
     cold = cold_start()
     rows = []

@@ -12,8 +12,9 @@ encoded as phones do, without B-frames:
                   `-preset superfast -bf 0` (High profile with CABAC and the loop filter, as
                   phones record 4K; ultrafast would drop both and decode atypically cheaply).
                   The scenes are rendered at 960x540 and scaled up once (bicubic): the
-                  sources at 4K took 80 s of filtering for 4 s of video. About 1.5-3 minutes
-                  to build on 2 cores (30-80 s for 10 s, measured under load).
+                  sources at 4K took 77 s of filtering for 4 s of video, these 5 s for 10 s. On a
+                  loaded 2-core machine 4 s built in 39 s: 30 s takes a few minutes. 30 s,
+                  so that the PySceneDetect target (clips of 30 s or more) covers 4K too.
   warmup_360p     3 s, 640x360, 30 fps, three scenes, x264 defaults: the video a warm process
                   has already done before the one timed (bench/warm.py, bench/bound.py --warm).
 
