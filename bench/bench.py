@@ -18,9 +18,8 @@ created the S3 and Supabase clients, timed inside it (bench/warm.py, bench/bound
   warm    app.extract_frames(V, frames_dir)                         (the handler's extraction stage:
                                                                      config.py's settings, the deadline
                                                                      check, manifest and JPEGs)
-  inbound the reference frames' decode alone, NONREF, the service's (the in-process bound: no
-          decoder threads                                            pipeline that decodes them can be
-                                                                     faster)
+  inbound the reference frames' decode alone (skip_frame NONREF,  (the in-process bound: no pipeline
+          the service's decoder threads), nothing else               that decodes them can be faster)
 
 Columns. Table 1 (whole process): ours, ffmpeg decode, PySceneDetect seconds; ours/ffmpeg;
 PySceneDetect/ours (the speed-up); peak RSS of ours and of PySceneDetect (MiB, the largest of
@@ -61,11 +60,11 @@ missing:
 
 Videos: ../shared/bench/make_synthetic.py builds short_720p (30 s, B-frames), the
 1080x1920 reel (60 s) and long_1080p (10 min; ~9 minutes to build, once); bench/clips.py
-builds baseline_720p (short_720p's scenes, baseline profile: no B-frames) and uhd_4k60
-(3840x2160, 60 fps, --uhd-seconds long, 30 s by default, superfast, no B-frames: 4 s built
-in 39 s on a loaded 2-core machine, so 30 s takes a few minutes) and the warm-up clip; all cached in bench/out/. The clips
-in ../shared/videos are added when present. `--only NAME ...` keeps the videos whose names
-contain one of the NAMEs (and builds only those).
+builds baseline_720p (short_720p's scenes, baseline profile: no B-frames), uhd_4k60
+(3840x2160, 60 fps, superfast, no B-frames, --uhd-seconds long: 30 s by default; 4 s built
+in 39 s on a loaded 2-core machine, so 30 s takes a few minutes) and the warm-up clip; all
+cached in bench/out/. The clips in ../shared/videos are added when present. `--only NAME
+...` keeps the videos whose names contain one of the NAMEs (and builds only those).
 """
 
 import argparse
