@@ -208,10 +208,18 @@ def result_of(run):
     return json.loads(lines[-1])
 
 
+def whole(run):
+    """Seconds of the whole process."""
+    return run.wall
+
+
+def inside(run):
+    """Seconds timed inside a warm helper (warm.py, bound.py --warm): its one timed run."""
+    return result_of(run)["seconds"][0]
+
+
 def commands(video, tmp, warmup):
-    """Each command and how to read its seconds from a Run: whole process, or timed inside."""
-    whole = lambda run: run.wall  # noqa: E731
-    inside = lambda run: result_of(run)["seconds"][0]  # noqa: E731
+    """Each command and how to read its seconds from a Run."""
     return {
         "ours": ([PYTHON, os.path.join(ROOT, "app.py"), video, "-o", os.path.join(tmp, "ours")], whole),
         "middle": ([PYTHON, os.path.join(ROOT, "app.py"), video, "-o", os.path.join(tmp, "middle"),
