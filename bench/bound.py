@@ -1,8 +1,10 @@
 #!/usr/bin/env python3
-"""The least `python3 app.py V` can cost on this stack: start up as app.py does, then
-decode the frames that an exact scene detection cannot do without, and nothing else.
+"""The least the service can cost on this stack: decode the frames that an exact scene
+detection cannot do without, and nothing else.
 
-Usage: bound.py VIDEO
+Usage: bound.py VIDEO                                   whole process: app.py's start-up + the decode
+       bound.py --warm [--runs N] [--warmup CLIP] VIDEO  in-process: the decode alone, timed N times in a
+                                                        process that has decoded CLIP first; prints JSON
 
 Cuts that equal PySceneDetect's within one frame need a picture at least every other
 frame, and every picture the detector looks at needs the frames it is predicted from:
@@ -11,15 +13,23 @@ that, with the service's decoder settings (`extract._open`: frame threads) and
 `skip_frame = NONREF` (as `extract._decode_references`), no shrink, no scoring, no
 JPEGs. Non-reference frames are the only ones an exact pipeline may skip; skipping
 reference B frames too (`BIDIR`) corrupts the P frames predicted from them in streams
-that do so (x264 with several reference frames, the default), so it is no floor.
+that do so (x264 with several reference frames, the default), so it is no floor. In a
+stream without B-frames every frame is a reference: the bound is a full decode with the
+service's threads.
 
-`make bench` times it beside ours: where this bound alone is over a target's ratio to
-ffmpeg, the target is out of reach of any pipeline on Python, PyAV and PySceneDetect on
-that machine, not only of ours.
+`make bench` times both beside ours: where the whole-process bound is below PySceneDetect's
+speed-up target, or the in-process bound over a warm target's ratio to ffmpeg, the target
+is out of reach of any pipeline on Python, PyAV and PySceneDetect on that machine, not
+only of ours.
+
+The in-process mode prints one JSON line: {"video", "seconds": [...], "decoded", "frames"}.
 """
 
+import argparse
+import json
 import os
 import sys
+import time
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
@@ -27,17 +37,46 @@ import app  # noqa: F401  (the same start-up as `python3 app.py V`)
 import extract
 
 
-def main(path):
-    container, stream = extract._open(path)
+def open_like_the_service(path):
+    """The container and stream, opened with the service's decoder settings (frame threads:
+    DECODE_THREADS). The one place this file knows where the service's opener lives."""
+    return extract._open(path)
+
+
+def decode_references(path):
+    """Decode every reference frame of `path`'s video stream; (decoded, declared frames)."""
+    container, stream = open_like_the_service(path)
     decoded = 0
     with container:
         stream.codec_context.skip_frame = "NONREF"
         for _ in container.decode(stream):
             decoded += 1
-    print(f"{os.path.basename(path)}: {decoded} of {stream.frames or '?'} frames are reference frames")
+    return decoded, stream.frames
+
+
+def warm(path, runs, warmup):
+    decode_references(warmup or path)
+    seconds = []
+    for _ in range(runs):
+        started = time.perf_counter()
+        decoded, frames = decode_references(path)
+        seconds.append(time.perf_counter() - started)
+    return {"video": os.path.basename(path), "seconds": seconds, "decoded": decoded, "frames": frames}
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("video")
+    parser.add_argument("--warm", action="store_true", help="time the decode in-process, after a warm-up")
+    parser.add_argument("--runs", type=int, default=1, help="timed decodes (--warm)")
+    parser.add_argument("--warmup", help="the video decoded first (--warm; default: VIDEO itself)")
+    args = parser.parse_args(argv)
+    if args.warm:
+        print(json.dumps(warm(args.video, args.runs, args.warmup)), flush=True)
+        return
+    decoded, frames = decode_references(args.video)
+    print(f"{os.path.basename(args.video)}: {decoded} of {frames or '?'} frames are reference frames")
 
 
 if __name__ == "__main__":
-    if len(sys.argv) != 2:
-        sys.exit(__doc__)
-    main(sys.argv[1])
+    main()
