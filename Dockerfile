@@ -7,6 +7,6 @@ FROM public.ecr.aws/lambda/python:3.12
 COPY requirements.txt ${LAMBDA_TASK_ROOT}/
 RUN pip install --no-cache-dir --only-binary=:all: -r "${LAMBDA_TASK_ROOT}/requirements.txt"
 
-COPY app.py config.py extract.py ${LAMBDA_TASK_ROOT}/
+COPY app.py config.py extract.py decode.py detect.py transitions.py quality.py choose.py output.py ${LAMBDA_TASK_ROOT}/
 
 CMD ["app.lambda_handler"]

@@ -7,8 +7,8 @@ Usage: bound.py VIDEO
 Cuts that equal PySceneDetect's within one frame need a picture at least every other
 frame, and every picture the detector looks at needs the frames it is predicted from:
 so the reference frames (I, P and reference B) must all be decoded. This does only
-that, with the service's decoder settings (`extract._open`: frame threads) and
-`skip_frame = NONREF` (as `extract._decode_references`), no shrink, no scoring, no
+that, with the service's decoder settings (`decode.open_video`: frame threads) and
+`skip_frame = NONREF` (as `decode.decode_references`), no shrink, no scoring, no
 JPEGs. Non-reference frames are the only ones an exact pipeline may skip; skipping
 reference B frames too (`BIDIR`) corrupts the P frames predicted from them in streams
 that do so (x264 with several reference frames, the default), so it is no floor.
@@ -24,11 +24,11 @@ import sys
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 import app  # noqa: F401  (the same start-up as `python3 app.py V`)
-import extract
+import decode
 
 
 def main(path):
-    container, stream = extract._open(path)
+    container, stream = decode.open_video(path)
     decoded = 0
     with container:
         stream.codec_context.skip_frame = "NONREF"
