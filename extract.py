@@ -66,7 +66,7 @@ class Settings:
     jpeg_quality: int = 90
     max_pixels: int = 0  # refuse larger frames (width x height); 0: no limit
     max_duration_s: float = 0  # refuse longer videos; 0: no limit
-    frame_pick: str = "middle"  # "middle", or "best": the sharpest frame with content near the middle
+    frame_pick: str = "best"  # the sharpest frame with content near the middle, or "middle" (see extract)
     frame_pick_window: float = 0.3  # with "best": the share of the scene searched, around its middle
     detect_gradual: bool = False  # also find dissolves and fades (see transitions.find_gradual_transitions)
     dedupe_distance: int = 6  # with "best": drop a frame this close (pHash bits) to the one before

@@ -40,7 +40,7 @@ def test_fixture_really_has_b_frames(four_scenes):
 
 def test_hard_cuts_give_the_middle_frame_of_each_scene(four_scenes, tmp_path):
     path, cuts = four_scenes
-    manifest = extract.extract(path, tmp_path)
+    manifest = extract.extract(path, tmp_path, Settings(frame_pick="middle"))
     assert cuts == [40, 70, 120]
     assert [(s["start_frame"], s["end_frame"]) for s in manifest["scenes"]] == [(0, 40), (40, 70), (70, 120), (120, 145)]
     assert [s["start_s"] for s in manifest["scenes"]] == [0.0, 1.6, 2.8, 4.8]
@@ -93,7 +93,7 @@ def test_fewer_scenes_than_min_frames_uses_even_frames_with_their_scene(tmp_path
 def test_max_frames_keeps_frames_spread_over_the_video(tmp_path):
     path = tmp_path / "six.mp4"
     make_video(path, [20] * 6)
-    manifest = extract.extract(path, tmp_path / "out", Settings(max_frames=3))
+    manifest = extract.extract(path, tmp_path / "out", Settings(max_frames=3, frame_pick="middle"))
     assert len(manifest["scenes"]) == 6
     assert [f["frame"] for f in manifest["frames"]] == [30, 70, 110]  # middles of scenes 1, 3, 5
     assert [f["index"] for f in manifest["frames"]] == [0, 1, 2]
@@ -108,11 +108,15 @@ def test_rotation_metadata_is_honoured(tmp_path, rotation):
         stream = container.streams.video[0]
         stored = (stream.codec_context.width, stream.codec_context.height)
     assert stored == ((192, 320) if rotation != 180 else (320, 192))
-    manifest = extract.extract(path, tmp_path / "out")
+    manifest = extract.extract(path, tmp_path / "out", Settings(frame_pick="middle"))
     assert (manifest["width"], manifest["height"]) == (320, 192)
     assert cv2.imread(str(tmp_path / "out" / "0.jpg")).shape[:2] == (192, 320)
     # The barcode reads correctly only when the picture is upright.
     assert frames_of(tmp_path / "out", manifest) == [15, 45, 75]
+    best = extract.extract(path, tmp_path / "best")  # the default: frames held in pass 1, upright too
+    assert (best["width"], best["height"]) == (320, 192)
+    assert cv2.imread(str(tmp_path / "best" / "0.jpg")).shape[:2] == (192, 320)
+    assert frames_of(tmp_path / "best", best) == [f["frame"] for f in best["frames"]]
 
 
 def test_variable_frame_rate_times_come_from_real_timestamps(tmp_path):
@@ -122,7 +126,7 @@ def test_variable_frame_rate_times_come_from_real_timestamps(tmp_path):
     pts += [2000 + round(i * 1000 / 30) for i in range(30)]
     pts += [3000 + i * 200 for i in range(20)]
     make_video(path, [20, 30, 20], fps=30, pts_ms=pts)
-    manifest = extract.extract(path, tmp_path / "out", Settings(min_scene_len=5))
+    manifest = extract.extract(path, tmp_path / "out", Settings(min_scene_len=5, frame_pick="middle"))
     assert [s["start_frame"] for s in manifest["scenes"]] == [0, 20, 50]
     assert [s["start_s"] for s in manifest["scenes"]] == [0.0, 2.0, 3.0]
     frames = [f["frame"] for f in manifest["frames"]]
@@ -335,7 +339,7 @@ def test_best_pick_never_returns_a_black_middle(tmp_path):
     black = {n for start in (0, 40, 80) for n in range(start + 15, start + 25)}
     path = tmp_path / "black_middles.mp4"
     make_video(path, [40, 40, 40], touch=blacked_out(black))
-    middle = extract.extract(path, tmp_path / "middle", Settings(min_scene_len=3))
+    middle = extract.extract(path, tmp_path / "middle", Settings(min_scene_len=3, frame_pick="middle"))
     best = extract.extract(path, tmp_path / "best", Settings(min_scene_len=3, frame_pick="best"))
     # Scenes as found (the black stretches may split them); with "middle" some frame is black.
     assert any(f["frame"] in black for f in middle["frames"])
@@ -355,7 +359,7 @@ def test_best_pick_is_at_least_as_sharp_as_the_middle_under_motion_blur(tmp_path
 
     path = tmp_path / "blur.mp4"
     make_video(path, [50, 50, 50], touch=blur)
-    middle = extract.extract(path, tmp_path / "middle", Settings())
+    middle = extract.extract(path, tmp_path / "middle", Settings(frame_pick="middle"))
     best = extract.extract(path, tmp_path / "best", Settings(frame_pick="best", frame_pick_window=0.8))
     assert [f["frame"] for f in middle["frames"]] == [25, 75, 125]  # all blurred
     for m, b in zip(middle["frames"], best["frames"], strict=True):
@@ -463,7 +467,7 @@ def test_near_duplicate_frames_of_a_split_shot_are_dropped(tmp_path):
     path = tmp_path / "split.mp4"
     make_video(path, [80, 40], touch=brighten)
     settings = Settings(frame_pick="best", min_frames=1)
-    plain = extract.extract(path, tmp_path / "middle", Settings(min_frames=1))
+    plain = extract.extract(path, tmp_path / "middle", Settings(min_frames=1, frame_pick="middle"))
     assert [s["start_frame"] for s in plain["scenes"]] == [0, 40, 80]  # the false cut is there
     best = extract.extract(path, tmp_path / "best", settings)
     assert [f["scene"] for f in best["frames"]] == [0, 2]
