@@ -24,8 +24,6 @@ straight away and dropped, so memory holds one or two full-resolution frames at 
 import contextlib
 import ctypes
 import os
-import sys
-import time
 from dataclasses import dataclass
 
 import choose
@@ -35,7 +33,7 @@ import output
 from decode import VideoError
 from quality import FrameJudge, hamming
 
-__all__ = ["ProgressBar", "Settings", "VideoError", "extract"]
+__all__ = ["Settings", "VideoError", "extract"]
 
 
 def _tune_malloc():
@@ -160,21 +158,3 @@ def _extract(path, out_dir, settings, check, progress, contact_sheet):
         output.write_contact_sheet(out_dir, thumbs, jpeg_quality=settings.jpeg_quality)
     return manifest
 
-
-class ProgressBar:
-    """A one-line progress bar on stderr, shown only on a terminal and for long videos."""
-
-    def __init__(self, stream=sys.stderr, min_frames=150):
-        self.stream, self.min_frames = stream, min_frames
-        self.enabled = stream.isatty()
-        self.started = time.monotonic()
-
-    def __call__(self, done, total):
-        if not self.enabled or max(done, total or 0) < self.min_frames:
-            return
-        share = min(1.0, done / total) if total else 0.0
-        bar = "#" * int(share * 30)
-        self.stream.write(f"\r  decoding [{bar:<30}] {done}/{total or '?'} frames")
-        if total and done >= total:
-            self.stream.write("\n")
-        self.stream.flush()
