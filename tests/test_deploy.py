@@ -8,7 +8,7 @@ import subprocess
 import sys
 
 import pytest
-from conftest import ROOT
+from conftest import ROOT, SERVICE_MODULES
 
 BIN = os.path.dirname(sys.executable)
 
@@ -62,10 +62,6 @@ def test_iam_is_limited_to_videos_and_frames():
 def test_dockerfile_passes_hadolint():
     run = subprocess.run([tool("hadolint"), str(ROOT / "Dockerfile")], capture_output=True, text=True)
     assert run.returncode == 0, run.stdout + run.stderr
-
-
-SERVICE_MODULES = ["app.py", "choose.py", "config.py", "decode.py", "detect.py", "extract.py", "output.py",
-                   "quality.py", "transitions.py"]
 
 
 def copied_modules():
