@@ -35,6 +35,9 @@ DETECT_WIDTH = 256
 DECODE_THREADS = min(16, 2 * (os.cpu_count() or 1) + 1)
 APPROACH = 16  # frames before a wanted frame where pass 2 resumes full decoding
 
+Frame = av.VideoFrame  # a decoded frame, as the other modules see it
+DecodeError = av.FFmpegError  # what decoding a damaged stream raises
+
 
 class VideoError(Exception):
     """The video cannot be used: not a video, no video stream, corrupt, truncated.
@@ -81,7 +84,7 @@ class Limits(NamedTuple):
             raise VideoError(path, f"frame {index} is {frame.width}x{frame.height}, over MAX_PIXELS={self.max_pixels}")
 
 
-def open_video(path):
+def open_video(path) -> tuple[av.container.InputContainer, av.VideoStream]:
     """Open the container and its first video stream, or raise VideoError.
 
     Returns `(container, stream)`; the caller closes the container (`with container:`).

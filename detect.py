@@ -25,7 +25,6 @@ from collections.abc import Callable, Collection
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-import av
 import cv2
 
 import decode
@@ -117,7 +116,7 @@ def is_clear_cut(*, score: float, gap: int, motion: float, threshold: float) -> 
 class Observer(Protocol):
     """Told of pass 1 as it runs (choose.Candidates is one), as SceneManager's callback is."""
 
-    def offer(self, number: int, frame: av.VideoFrame, quality: Quality) -> None:
+    def offer(self, number: int, frame: decode.Frame, quality: Quality) -> None:
         """Frame `number` was decoded; `quality` is quality.rate of its small luma."""
 
     def cut(self, number: int) -> None:
@@ -156,7 +155,7 @@ class _Options:
     check: Callable[[], None] | None
     progress: Callable[[int, int], None] | None
     keep: Callable[[int], Collection[int]] | None
-    hold: Callable[[int, av.VideoFrame], Any] | None
+    hold: Callable[[int, decode.Frame], Any] | None
     limits: decode.Limits
     flash_filter: bool
     gradual: bool
@@ -166,7 +165,7 @@ class _Options:
 def detect(path, *, threshold: float = 27.0, min_scene_len: int | float = 15,
            check: Callable[[], None] | None = None, progress: Callable[[int, int], None] | None = None,
            keep: Callable[[int], Collection[int]] | None = None,
-           hold: Callable[[int, av.VideoFrame], Any] | None = None,
+           hold: Callable[[int, decode.Frame], Any] | None = None,
            max_pixels: int = 0, max_duration_s: float = 0, flash_filter: bool = True, gradual: bool = False,
            skip_nonref: bool = False, pool: Observer | None = None) -> Detection:
     """Pass 1: decode the video once and find the cuts.
@@ -235,7 +234,7 @@ def _detect(path, options: _Options, skip_nonref: bool) -> Detection:
                         scan.take(index, frame, small)
                     if progress and index % 32 == 0:
                         progress(index, expected)
-        except av.FFmpegError as err:
+        except decode.DecodeError as err:
             if scan.last < 0:
                 raise VideoError(path, f"no frame could be decoded ({decode.reason(err)})") from None
             raise VideoError(

@@ -74,5 +74,3 @@ class FrameJudge:
     def rate_image(self, bgr: np.ndarray) -> Quality:
         size = decode.small_size(bgr.shape[1], bgr.shape[0])
         return rate(cv2.resize(cv2.cvtColor(bgr, cv2.COLOR_BGR2GRAY), size, interpolation=cv2.INTER_AREA))
-
-    rate = staticmethod(rate)

@@ -73,6 +73,19 @@ def copied_modules():
     return copied
 
 
+def imports_of(name):
+    """The top-level names a module of the repository imports."""
+    import ast
+
+    names = set()
+    for node in ast.walk(ast.parse((ROOT / name).read_text())):
+        if isinstance(node, ast.Import):
+            names |= {alias.name.split(".")[0] for alias in node.names}
+        elif isinstance(node, ast.ImportFrom) and not node.level:
+            names.add(node.module.split(".")[0])
+    return names
+
+
 def imported_modules(start="app.py"):
     """The repository's top-level modules `start` imports, transitively: the modules the
     handler needs at run time (parsed with ast, as an import hook would see them)."""
@@ -113,6 +126,19 @@ def test_the_image_copies_exactly_the_modules_app_imports():
     one the image copies but nothing imports is dead weight."""
     assert sorted(copied_modules()) == imported_modules("app.py")
     assert "stack.py" not in imported_modules("app.py") and "test.py" not in imported_modules("app.py")
+
+
+CORE = ["decode", "quality", "transitions", "detect", "choose", "output", "extract"]  # README's Architecture order
+
+
+def test_the_core_imports_down_the_data_flow_and_each_library_in_one_module():
+    local = {path.stem for path in ROOT.glob("*.py")}
+    for at, name in enumerate(CORE):
+        own = imports_of(f"{name}.py") & local
+        assert own <= set(CORE[:at]), f"{name}.py imports {sorted(own - set(CORE[:at]))}, later in the flow"
+    users = {library: [name for name in CORE if library in imports_of(f"{name}.py")] for library in ("av", "scenedetect")}
+    assert users == {"av": ["decode"], "scenedetect": ["detect"]}
+    assert "choose" not in imports_of("detect.py")
 
 
 def test_every_shell_script_passes_shellcheck():
