@@ -21,9 +21,8 @@ pass 2 only for a window it holds nothing in. Each chosen frame is written as a 
 straight away and dropped, so memory holds one or two full-resolution frames at a time.
 """
 
-import contextlib
-import ctypes
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import choose
@@ -34,23 +33,6 @@ from decode import VideoError
 from quality import FrameJudge, hamming
 
 __all__ = ["Settings", "VideoError", "extract"]
-
-
-def _tune_malloc():
-    """Performance (memory): glibc gives each decoding thread a malloc arena of its own,
-    and raises its mmap threshold as frames come and go, so freed frame buffers end up
-    scattered over heaps that never shrink (+40 MiB over a 10-minute 1080p video). Two
-    arenas, and buffers of 256 KiB or more always mapped (returned to the system when
-    freed), keep the peak where the work is. The same as MALLOC_ARENA_MAX=2
-    MALLOC_MMAP_THRESHOLD_=262144 MALLOC_TRIM_THRESHOLD_=1048576; a no-op off glibc."""
-    with contextlib.suppress(OSError, AttributeError):
-        libc = ctypes.CDLL("libc.so.6")
-        libc.mallopt(-8, 2)  # M_ARENA_MAX
-        libc.mallopt(-3, 256 * 1024)  # M_MMAP_THRESHOLD
-        libc.mallopt(-1, 1024 * 1024)  # M_TRIM_THRESHOLD
-
-
-_tune_malloc()
 
 
 @dataclass(frozen=True)
@@ -70,8 +52,8 @@ class Settings:
     dedupe_distance: int = 6  # with "best": drop a frame this close (pHash bits) to the one before
 
 
-def extract(path, out_dir, settings: Settings = Settings(), *, check=None, progress=None,
-            contact_sheet: bool = True) -> dict:
+def extract(path, out_dir, settings: Settings = Settings(), *, check: Callable[[], None] | None = None,
+            progress: Callable[[int, int], None] | None = None, contact_sheet: bool = True) -> dict:
     """Detect scenes in `path`, write `{index}.jpg`, `manifest.json` and (optionally)
     `contact_sheet.jpg` into `out_dir`, and return the manifest.
 

@@ -48,6 +48,19 @@ def test_event_source_reports_partial_batch_failures_and_has_a_dead_letter_queue
     assert resources["DeadLetterAlarm"]["Properties"]["MetricName"] == "ApproximateNumberOfMessagesVisible"
 
 
+GLIBC_MALLOC = {"MALLOC_ARENA_MAX": "2", "MALLOC_MMAP_THRESHOLD_": "262144", "MALLOC_TRIM_THRESHOLD_": "1048576"}
+
+
+def test_the_image_and_the_function_tune_glibc_s_allocator():
+    """Set before the process starts (glibc reads them once): in the image, and the same
+    in the function's environment, which would override the image's."""
+    lines = [line for line in (ROOT / "Dockerfile").read_text().splitlines() if line.startswith("ENV ")]
+    image = dict(pair.split("=", 1) for line in lines for pair in line.split()[1:])
+    assert {name: image.get(name) for name in GLIBC_MALLOC} == GLIBC_MALLOC
+    variables = load_template()["Resources"]["FramesFunction"]["Properties"]["Environment"]["Variables"]
+    assert {name: str(variables.get(name)) for name in GLIBC_MALLOC} == GLIBC_MALLOC
+
+
 def test_iam_is_limited_to_videos_and_frames():
     statements = load_template()["Resources"]["FramesFunction"]["Properties"]["Policies"][0]["Statement"]
     by_sid = {s["Sid"]: s for s in statements}

@@ -90,3 +90,29 @@ def test_detect_finds_pyscenedetect_s_own_cuts(tmp_path):
     scenes = scenedetect.detect(str(path), scenedetect.ContentDetector())
     theirs = [start.frame_num for start, _ in scenes[1:]]
     assert theirs == cuts == detect.detect(path).cuts == detect.detect(path, skip_nonref=True).cuts
+
+
+def test_importing_scenedetect_runs_ffmpeg_but_importing_detect_does_not(tmp_path):
+    """PySceneDetect 0.7.2 runs `ffmpeg -v quiet` at import (to learn whether it could
+    split videos); detect.py hides PATH from that probe only, and puts PATH back. Should
+    a release stop probing, the PATH tweak can go."""
+    import os
+    import subprocess
+    import sys
+
+    from conftest import ROOT
+
+    marker = tmp_path / "ran"
+    fake = tmp_path / "bin" / "ffmpeg"
+    fake.parent.mkdir()
+    fake.write_text(f"#!/bin/sh\n: > {marker}\n")  # a shell builtin: PATH has nothing else
+    fake.chmod(0o755)
+    env = dict(os.environ, PATH=str(fake.parent))
+
+    subprocess.run([sys.executable, "-c", "import scenedetect"], env=env, cwd=ROOT, check=True)
+    assert marker.exists()
+    marker.unlink()
+    after = subprocess.run([sys.executable, "-c", "import os, detect; print(os.environ['PATH'])"], env=env, cwd=ROOT,
+                           check=True, capture_output=True, text=True)
+    assert not marker.exists()
+    assert after.stdout.strip() == str(fake.parent)
