@@ -22,6 +22,7 @@ Run locally: `python3 app.py VIDEO [-o OUT_DIR]` (see `main` at the bottom).
 """
 
 import argparse
+import contextlib
 import contextvars
 import json
 import logging
@@ -37,7 +38,7 @@ from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 
 import config
-from extract import ProgressBar, Settings, VideoError, extract
+from extract import Settings, VideoError, extract
 
 # --- Errors: a stage and a cause; the type decides the message's fate ----------------------
 
@@ -826,7 +827,8 @@ def main(argv=None):
     started = time.monotonic()
     _remove_numbered_frames(out_dir)
     try:
-        manifest = extract(args.video, out_dir, settings, progress=ProgressBar())
+        with progress_bar() as progress:
+            manifest = extract(args.video, out_dir, settings, progress=progress)
     except VideoError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
@@ -834,6 +836,26 @@ def main(argv=None):
           f"{len(manifest['frames'])} frame(s) ({manifest['method']}) in {time.monotonic() - started:.1f}s "
           f"-> {out_dir}/ (manifest.json, contact_sheet.jpg)")
     return 0
+
+
+@contextlib.contextmanager
+def progress_bar(stream=None):
+    """tqdm's bar (frames, rate, ETA) for the CLI's pass 1, on a terminal only; the core
+    just reports `progress(done, total)`. Yields that callback, or None off a terminal."""
+    stream = stream or sys.stderr
+    if not stream.isatty():
+        yield None
+        return
+    from tqdm import tqdm  # only here: the handler never pays for the import
+
+    with tqdm(total=None, unit="frame", desc="decoding", file=stream) as bar:
+
+        def progress(done, total):
+            if total and bar.total != total:
+                bar.total = total
+            bar.update(done - bar.n)
+
+        yield progress
 
 
 def worker_main(argv):

@@ -70,7 +70,7 @@ def demo(argv):
             os.environ.update(stack.env)
             import app
             import config
-            from extract import contact_sheet_from_folder
+            from output import contact_sheet_from_folder
 
             files = files or [_sample_video(scratch)]
             taken, s3, sqs = set(), stack.boto3("s3"), stack.boto3("sqs")

@@ -45,7 +45,7 @@ def main():
             print(f"accuracy: {tool} is absent", file=sys.stderr)
             return 2
     import config
-    import extract
+    import detect
 
     rows, cuts = [], {}
     for kind in args.only or KINDS:
@@ -54,7 +54,7 @@ def main():
             print(f"building {kind} (once; cached in bench/out/) ...", file=sys.stderr)
             subprocess.run([sys.executable, generator, OUT, "--only", kind], check=True, stdout=subprocess.DEVNULL)
         for method, options in METHODS.items():
-            detection = extract.detect(video, config.SCENE_THRESHOLD, config.MIN_SCENE_LEN, **options)
+            detection = detect.detect(video, threshold=config.SCENE_THRESHOLD, min_scene_len=config.MIN_SCENE_LEN, **options)
             detected = os.path.join(OUT, f"{kind}.{method}.detected.json")
             with open(detected, "w") as fh:
                 json.dump({"cuts": detection.cuts, "cut_times": [detection.times[c] for c in detection.cuts]}, fh)

@@ -9,8 +9,8 @@ Usage: bound.py VIDEO                                   whole process: app.py's 
 Cuts that equal PySceneDetect's within one frame need a picture at least every other
 frame, and every picture the detector looks at needs the frames it is predicted from:
 so the reference frames (I, P and reference B) must all be decoded. This does only
-that, with the service's decoder settings (`extract._open`: frame threads) and
-`skip_frame = NONREF` (as `extract._decode_references`), no shrink, no scoring, no
+that, with the service's decoder settings (`decode.open_video`: frame threads) and
+`skip_frame = NONREF` (as `decode.decode_references`), no shrink, no scoring, no
 JPEGs. Non-reference frames are the only ones an exact pipeline may skip; skipping
 reference B frames too (`BIDIR`) corrupts the P frames predicted from them in streams
 that do so (x264 with several reference frames, the default), so it is no floor. In a
@@ -34,13 +34,13 @@ import time
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 import app  # noqa: F401  (the same start-up as `python3 app.py V`)
-import extract
+import decode
 
 
 def open_like_the_service(path):
     """The container and stream, opened with the service's decoder settings (frame threads:
     DECODE_THREADS). The one place this file knows where the service's opener lives."""
-    return extract._open(path)
+    return decode.open_video(path)
 
 
 def decode_references(path):

@@ -1,7 +1,9 @@
 """The command line: python3 app.py VIDEO, config validation, and test.py's commands."""
 
+import contextlib
 import json
 import os
+import re
 import subprocess
 import sys
 
@@ -27,6 +29,28 @@ def test_cli_writes_frames_manifest_and_contact_sheet(video, tmp_path, capsys):
     summary = capsys.readouterr()
     assert "my clip.mp4: 4 scene(s), 4 frame(s) (scenes)" in summary.out
     assert summary.err == ""  # no progress bar when stderr is not a terminal
+
+
+def test_cli_shows_tqdm_s_progress_bar_on_a_terminal(video, tmp_path):
+    """On a terminal, the bar counts pass 1's frames to the end (tqdm: count, rate)."""
+    import fcntl
+    import pty
+    import struct
+    import termios
+
+    leader, follower = pty.openpty()
+    fcntl.ioctl(follower, termios.TIOCSWINSZ, struct.pack("HHHH", 24, 100, 0, 0))  # a terminal 100 wide
+    run = subprocess.run([sys.executable, str(ROOT / "app.py"), str(video), "-o", str(tmp_path / "o")],
+                         stdout=subprocess.PIPE, stderr=follower, text=True)
+    os.close(follower)
+    shown = b""
+    with contextlib.suppress(OSError):  # the terminal closed: all read
+        while chunk := os.read(leader, 4096):
+            shown += chunk
+    os.close(leader)
+    assert run.returncode == 0, shown
+    assert "4 scene(s)" in run.stdout
+    assert re.search(r"decoding: 100%\|.*\| 120/120 \[", shown.decode()), shown
 
 
 def test_cli_default_output_folder_is_frames_slash_video_name(video, tmp_path, monkeypatch):

@@ -8,7 +8,7 @@ import subprocess
 import sys
 
 import pytest
-from conftest import ROOT
+from conftest import ROOT, SERVICE_MODULES
 
 BIN = os.path.dirname(sys.executable)
 
@@ -48,6 +48,19 @@ def test_event_source_reports_partial_batch_failures_and_has_a_dead_letter_queue
     assert resources["DeadLetterAlarm"]["Properties"]["MetricName"] == "ApproximateNumberOfMessagesVisible"
 
 
+GLIBC_MALLOC = {"MALLOC_ARENA_MAX": "2", "MALLOC_MMAP_THRESHOLD_": "262144", "MALLOC_TRIM_THRESHOLD_": "1048576"}
+
+
+def test_the_image_and_the_function_tune_glibc_s_allocator():
+    """Set before the process starts (glibc reads them once): in the image, and the same
+    in the function's environment, which would override the image's."""
+    lines = [line for line in (ROOT / "Dockerfile").read_text().splitlines() if line.startswith("ENV ")]
+    image = dict(pair.split("=", 1) for line in lines for pair in line.split()[1:])
+    assert {name: image.get(name) for name in GLIBC_MALLOC} == GLIBC_MALLOC
+    variables = load_template()["Resources"]["FramesFunction"]["Properties"]["Environment"]["Variables"]
+    assert {name: str(variables.get(name)) for name in GLIBC_MALLOC} == GLIBC_MALLOC
+
+
 def test_iam_is_limited_to_videos_and_frames():
     statements = load_template()["Resources"]["FramesFunction"]["Properties"]["Policies"][0]["Statement"]
     by_sid = {s["Sid"]: s for s in statements}
@@ -64,16 +77,81 @@ def test_dockerfile_passes_hadolint():
     assert run.returncode == 0, run.stdout + run.stderr
 
 
+def copied_modules():
+    """The .py files the Dockerfile's COPY lines put into the image."""
+    copied = []
+    for line in (ROOT / "Dockerfile").read_text().splitlines():
+        if line.startswith("COPY "):
+            copied += [word for word in line.split()[1:-1] if word.endswith(".py")]
+    return copied
+
+
+def imports_of(name):
+    """The top-level names a module of the repository imports."""
+    import ast
+
+    names = set()
+    for node in ast.walk(ast.parse((ROOT / name).read_text())):
+        if isinstance(node, ast.Import):
+            names |= {alias.name.split(".")[0] for alias in node.names}
+        elif isinstance(node, ast.ImportFrom) and not node.level:
+            names.add(node.module.split(".")[0])
+    return names
+
+
+def imported_modules(start="app.py"):
+    """The repository's top-level modules `start` imports, transitively: the modules the
+    handler needs at run time (parsed with ast, as an import hook would see them)."""
+    import ast
+
+    local = {path.stem for path in ROOT.glob("*.py")}
+    found, todo = set(), [start.removesuffix(".py")]
+    while todo:
+        name = todo.pop()
+        if name in found:
+            continue
+        found.add(name)
+        for node in ast.walk(ast.parse((ROOT / f"{name}.py").read_text())):
+            if isinstance(node, ast.Import):
+                names = [alias.name for alias in node.names]
+            elif isinstance(node, ast.ImportFrom) and not node.level:
+                names = [node.module]
+            else:
+                continue
+            todo += [n.split(".")[0] for n in names if n.split(".")[0] in local]
+    return sorted(f"{name}.py" for name in found)
+
+
 def test_dockerfile_copies_only_the_service():
     text = (ROOT / "Dockerfile").read_text()
     assert "FROM public.ecr.aws/lambda/python:3.1" in text
     assert 'CMD ["app.lambda_handler"]' in text
-    assert "COPY app.py config.py extract.py" in text
+    assert sorted(copied_modules()) == SERVICE_MODULES
     ignored = (ROOT / ".dockerignore").read_text().split()
     assert ignored[ignored.index("*")] == "*"
-    assert sorted(line[1:] for line in ignored if line.startswith("!")) == ["app.py", "config.py", "extract.py", "requirements.txt"]
+    assert sorted(line[1:] for line in ignored if line.startswith("!")) == sorted([*SERVICE_MODULES, "requirements.txt"])
     requirements = (ROOT / "requirements.txt").read_text()
     assert "opencv-python-headless==" in requirements and "\nopencv-python==" not in requirements
+
+
+def test_the_image_copies_exactly_the_modules_app_imports():
+    """A module the handler imports but the image lacks fails only in Lambda, at import;
+    one the image copies but nothing imports is dead weight."""
+    assert sorted(copied_modules()) == imported_modules("app.py")
+    assert "stack.py" not in imported_modules("app.py") and "test.py" not in imported_modules("app.py")
+
+
+CORE = ["decode", "quality", "transitions", "detect", "choose", "output", "extract"]  # README's Architecture order
+
+
+def test_the_core_imports_down_the_data_flow_and_each_library_in_one_module():
+    local = {path.stem for path in ROOT.glob("*.py")}
+    for at, name in enumerate(CORE):
+        own = imports_of(f"{name}.py") & local
+        assert own <= set(CORE[:at]), f"{name}.py imports {sorted(own - set(CORE[:at]))}, later in the flow"
+    users = {library: [name for name in CORE if library in imports_of(f"{name}.py")] for library in ("av", "scenedetect")}
+    assert users == {"av": ["decode"], "scenedetect": ["detect"]}
+    assert "choose" not in imports_of("detect.py")
 
 
 def test_every_shell_script_passes_shellcheck():

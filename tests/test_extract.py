@@ -13,7 +13,12 @@ import numpy as np
 import pytest
 from media import frames_of, make_video, read_barcode
 
+import choose
+import decode
+import detect
 import extract
+import quality
+import transitions
 from extract import Settings, VideoError
 
 
@@ -35,7 +40,7 @@ def test_fixture_really_has_b_frames(four_scenes):
 
 def test_hard_cuts_give_the_middle_frame_of_each_scene(four_scenes, tmp_path):
     path, cuts = four_scenes
-    manifest = extract.extract(path, tmp_path)
+    manifest = extract.extract(path, tmp_path, Settings(frame_pick="middle"))
     assert cuts == [40, 70, 120]
     assert [(s["start_frame"], s["end_frame"]) for s in manifest["scenes"]] == [(0, 40), (40, 70), (70, 120), (120, 145)]
     assert [s["start_s"] for s in manifest["scenes"]] == [0.0, 1.6, 2.8, 4.8]
@@ -88,7 +93,7 @@ def test_fewer_scenes_than_min_frames_uses_even_frames_with_their_scene(tmp_path
 def test_max_frames_keeps_frames_spread_over_the_video(tmp_path):
     path = tmp_path / "six.mp4"
     make_video(path, [20] * 6)
-    manifest = extract.extract(path, tmp_path / "out", Settings(max_frames=3))
+    manifest = extract.extract(path, tmp_path / "out", Settings(max_frames=3, frame_pick="middle"))
     assert len(manifest["scenes"]) == 6
     assert [f["frame"] for f in manifest["frames"]] == [30, 70, 110]  # middles of scenes 1, 3, 5
     assert [f["index"] for f in manifest["frames"]] == [0, 1, 2]
@@ -103,11 +108,15 @@ def test_rotation_metadata_is_honoured(tmp_path, rotation):
         stream = container.streams.video[0]
         stored = (stream.codec_context.width, stream.codec_context.height)
     assert stored == ((192, 320) if rotation != 180 else (320, 192))
-    manifest = extract.extract(path, tmp_path / "out")
+    manifest = extract.extract(path, tmp_path / "out", Settings(frame_pick="middle"))
     assert (manifest["width"], manifest["height"]) == (320, 192)
     assert cv2.imread(str(tmp_path / "out" / "0.jpg")).shape[:2] == (192, 320)
     # The barcode reads correctly only when the picture is upright.
     assert frames_of(tmp_path / "out", manifest) == [15, 45, 75]
+    best = extract.extract(path, tmp_path / "best")  # the default: frames held in pass 1, upright too
+    assert (best["width"], best["height"]) == (320, 192)
+    assert cv2.imread(str(tmp_path / "best" / "0.jpg")).shape[:2] == (192, 320)
+    assert frames_of(tmp_path / "best", best) == [f["frame"] for f in best["frames"]]
 
 
 def test_variable_frame_rate_times_come_from_real_timestamps(tmp_path):
@@ -117,7 +126,7 @@ def test_variable_frame_rate_times_come_from_real_timestamps(tmp_path):
     pts += [2000 + round(i * 1000 / 30) for i in range(30)]
     pts += [3000 + i * 200 for i in range(20)]
     make_video(path, [20, 30, 20], fps=30, pts_ms=pts)
-    manifest = extract.extract(path, tmp_path / "out", Settings(min_scene_len=5))
+    manifest = extract.extract(path, tmp_path / "out", Settings(min_scene_len=5, frame_pick="middle"))
     assert [s["start_frame"] for s in manifest["scenes"]] == [0, 20, 50]
     assert [s["start_s"] for s in manifest["scenes"]] == [0.0, 2.0, 3.0]
     frames = [f["frame"] for f in manifest["frames"]]
@@ -126,32 +135,32 @@ def test_variable_frame_rate_times_come_from_real_timestamps(tmp_path):
     assert frames_of(tmp_path / "out", manifest) == frames
 
 
-@pytest.mark.parametrize("approach", [0, 1, extract.APPROACH])
+@pytest.mark.parametrize("approach", [0, 1, decode.APPROACH])
 def test_second_pass_finds_exact_frames_even_when_skipping_misses_them(tmp_path, monkeypatch, approach):
     """With no margin, skipping non-reference frames skips B-frame targets too: the
     second pass must notice, go back to the keyframe and still return the exact frame."""
     path = tmp_path / "gop.mp4"
     make_video(path, [200], gop=250)
-    detection = extract.detect(path)
+    detection = detect.detect(path)
     wanted = [3, 57, 58, 59, 60, 61, 120, 121, 199]
-    monkeypatch.setattr(extract, "APPROACH", approach)
-    got = [(number, read_barcode(image)) for number, image, _ in extract.read_frames(path, detection, wanted)]
+    monkeypatch.setattr(decode, "APPROACH", approach)
+    got = [(number, read_barcode(image)) for number, image, _ in decode.read_frames(path, detection, wanted)]
     assert got == [(n, n) for n in wanted]
 
 
 def test_min_scene_len_merges_cuts_that_come_too_soon(tmp_path):
     path = tmp_path / "quick.mp4"
     make_video(path, [30, 5, 30, 30])
-    default = extract.detect(path)
+    default = detect.detect(path)
     assert default.cuts == [30, 65]  # the 5-frame scene is shorter than 15 frames
-    assert extract.detect(path, min_scene_len=3).cuts == [30, 35, 65]
-    assert extract.detect(path, min_scene_len=0.1).cuts == [30, 35, 65]  # seconds
+    assert detect.detect(path, min_scene_len=3).cuts == [30, 35, 65]
+    assert detect.detect(path, min_scene_len=0.1).cuts == [30, 35, 65]  # seconds
 
 
 def test_threshold_controls_what_counts_as_a_cut(four_scenes):
     path, _ = four_scenes
-    assert extract.detect(path, threshold=27).cuts == [40, 70, 120]
-    assert extract.detect(path, threshold=250).cuts == []
+    assert detect.detect(path, threshold=27).cuts == [40, 70, 120]
+    assert detect.detect(path, threshold=250).cuts == []
 
 
 def test_check_callback_can_abandon_decoding(four_scenes):
@@ -164,7 +173,7 @@ def test_check_callback_can_abandon_decoding(four_scenes):
             raise TimeoutError("deadline")
 
     with pytest.raises(TimeoutError):
-        extract.detect(path, check=check)
+        detect.detect(path, check=check)
     assert len(seen) == 11
 
 
@@ -172,8 +181,8 @@ def test_check_callback_can_abandon_decoding(four_scenes):
 
 
 def test_scenes_from_cuts_tile_the_video():
-    assert extract.scenes_from_cuts([], 10) == [(0, 10)]
-    assert extract.scenes_from_cuts([7, 3, 3, 0, 10], 10) == [(0, 3), (3, 7), (7, 10)]
+    assert choose.scenes_from_cuts([], 10) == [(0, 10)]
+    assert choose.scenes_from_cuts([7, 3, 3, 0, 10], 10) == [(0, 3), (3, 7), (7, 10)]
 
 
 @pytest.mark.parametrize("scenes,count,min_frames,max_frames,expected", [
@@ -186,7 +195,7 @@ def test_scenes_from_cuts_tile_the_video():
     ([], 0, 3, 0, ("even", [])),
 ])
 def test_select_frames(scenes, count, min_frames, max_frames, expected):
-    method, picks = extract.select_frames(scenes, count, min_frames, max_frames)
+    method, picks = choose.select_frames(scenes, count, min_frames=min_frames, max_frames=max_frames)
     assert (method, [p.frame for p in picks]) == expected
     assert all(scenes[p.scene][0] <= p.frame < scenes[p.scene][1] for p in picks)
 
@@ -263,7 +272,7 @@ def test_audio_only_file_is_refused(tmp_path):
 
 def test_missing_file_is_refused(tmp_path):
     with pytest.raises(VideoError, match="no such file"):
-        extract.detect(tmp_path / "nope.mp4")
+        detect.detect(tmp_path / "nope.mp4")
 
 
 def test_memory_stays_flat_on_a_long_hd_video(tmp_path):
@@ -287,7 +296,7 @@ GOLDENS = {"testvideo.mp4": [30, 180, 394], "counter.mp4": [], "fades.mp4": []}
 
 @pytest.mark.parametrize("name", sorted(GOLDENS))
 def test_cuts_match_pyscenedetect_goldens(shared_videos, name):
-    assert extract.detect(shared_videos / name).cuts == GOLDENS[name]
+    assert detect.detect(shared_videos / name).cuts == GOLDENS[name]
 
 
 def test_counter_times_come_from_the_stream(shared_videos, tmp_path):
@@ -330,7 +339,7 @@ def test_best_pick_never_returns_a_black_middle(tmp_path):
     black = {n for start in (0, 40, 80) for n in range(start + 15, start + 25)}
     path = tmp_path / "black_middles.mp4"
     make_video(path, [40, 40, 40], touch=blacked_out(black))
-    middle = extract.extract(path, tmp_path / "middle", Settings(min_scene_len=3))
+    middle = extract.extract(path, tmp_path / "middle", Settings(min_scene_len=3, frame_pick="middle"))
     best = extract.extract(path, tmp_path / "best", Settings(min_scene_len=3, frame_pick="best"))
     # Scenes as found (the black stretches may split them); with "middle" some frame is black.
     assert any(f["frame"] in black for f in middle["frames"])
@@ -350,7 +359,7 @@ def test_best_pick_is_at_least_as_sharp_as_the_middle_under_motion_blur(tmp_path
 
     path = tmp_path / "blur.mp4"
     make_video(path, [50, 50, 50], touch=blur)
-    middle = extract.extract(path, tmp_path / "middle", Settings())
+    middle = extract.extract(path, tmp_path / "middle", Settings(frame_pick="middle"))
     best = extract.extract(path, tmp_path / "best", Settings(frame_pick="best", frame_pick_window=0.8))
     assert [f["frame"] for f in middle["frames"]] == [25, 75, 125]  # all blurred
     for m, b in zip(middle["frames"], best["frames"], strict=True):
@@ -372,13 +381,13 @@ def test_a_scene_black_throughout_is_dropped_unless_too_few_would_remain(tmp_pat
 
 def test_choose_windows_is_pure_and_stays_inside_each_scene():
     scenes = [(0, 10), (10, 30)]
-    picks = [extract.Pick(5, 0, "middle"), extract.Pick(20, 1, "middle")]
+    picks = [choose.Pick(5, 0, "middle"), choose.Pick(20, 1, "middle")]
     content = bytearray([1] * 30)
-    assert extract.choose_windows(picks, scenes, content, "middle") == [(picks[0], (5, 5)), (picks[1], (20, 20))]
-    chosen = extract.choose_windows(picks, scenes, content, "best", window=0.5)
+    assert choose.choose_windows(picks, scenes, content, frame_pick="middle") == [(picks[0], (5, 5)), (picks[1], (20, 20))]
+    chosen = choose.choose_windows(picks, scenes, content, frame_pick="best", window=0.5)
     assert [w for _, w in chosen] == [(3, 7), (15, 25)]
     content[15:30] = bytes(15)  # the second scene is content only in 10..14
-    chosen = extract.choose_windows(picks, scenes, content, "best", window=0.5)
+    chosen = choose.choose_windows(picks, scenes, content, frame_pick="best", window=0.5)
     assert chosen[1][0].frame == 14 and chosen[1][1] == (10, 19)
 
 
@@ -394,11 +403,11 @@ def test_flashes_do_not_make_scenes_but_a_cut_under_a_flash_stays(tmp_path):
     flashes = {20, 50, 51, 52, 89, 90}
     path = tmp_path / "flashes.mp4"
     make_video(path, [90, 60], touch=whitened(flashes))
-    detection = extract.detect(path, min_scene_len=3)
+    detection = detect.detect(path, min_scene_len=3)
     assert [20, 20] in detection.flashes and [50, 52] in detection.flashes
     assert all(c not in (20, 21, 50, 53) for c in detection.cuts)
     assert any(89 <= c <= 91 for c in detection.cuts)  # the real cut survives
-    unfiltered = extract.detect(path, min_scene_len=3, flash_filter=False)
+    unfiltered = detect.detect(path, min_scene_len=3, flash_filter=False)
     assert 20 in unfiltered.cuts and 53 in unfiltered.cuts  # what ContentDetector alone sees
 
 
@@ -406,10 +415,10 @@ def test_drop_flash_cuts_is_pure():
     luma = [100.0] * 10
     luma[4] = 240.0
     thumbs = bytes(64) * 10
-    assert extract.drop_flash_cuts([4, 5, 8], luma, thumbs) == ([8], [[4, 4]])
+    assert transitions.drop_flash_cuts([4, 5, 8], luma, thumbs) == ([8], [[4, 4]])
     different = bytearray(thumbs)
     different[5 * 64:6 * 64] = bytes([200]) * 64  # the frame after the flash is another picture
-    assert extract.drop_flash_cuts([4, 5], luma, bytes(different)) == ([4, 5], [])
+    assert transitions.drop_flash_cuts([4, 5], luma, bytes(different)) == ([4, 5], [])
 
 
 def test_dissolves_are_found_once_when_asked_for(tmp_path):
@@ -425,8 +434,8 @@ def test_dissolves_are_found_once_when_asked_for(tmp_path):
 
     path = tmp_path / "dissolve.mp4"
     make_video(path, [64, 56], touch=dissolve)  # scene B (colour 1) goes on from 64: no hard cut
-    plain = extract.detect(path)
-    found = extract.detect(path, gradual=True)
+    plain = detect.detect(path)
+    found = detect.detect(path, gradual=True)
     assert len(found.cuts) == 1 and 44 <= found.cuts[0] <= 66, found.cuts
     assert len(plain.cuts) <= 1  # ContentDetector alone may catch the hue flipping, or nothing
 
@@ -434,15 +443,15 @@ def test_dissolves_are_found_once_when_asked_for(tmp_path):
 def test_a_fade_through_black_is_one_cut():
     content = bytearray([1] * 20 + [0] * 10 + [1] * 20)
     luma = [100.0] * 20 + [8.0] * 10 + [100.0] * 20
-    assert extract.merge_fades([20, 30], content, luma) == [25]
-    assert extract.merge_fades([20, 30], bytearray([1] * 50), luma) == [20, 30]  # content throughout: two cuts
-    assert extract.merge_fades([20, 90], content + bytearray([1] * 50), luma + [100.0] * 50) == [20, 90]  # too far apart
+    assert transitions.merge_fades([20, 30], content, luma) == [25]
+    assert transitions.merge_fades([20, 30], bytearray([1] * 50), luma) == [20, 30]  # content throughout: two cuts
+    assert transitions.merge_fades([20, 90], content + bytearray([1] * 50), luma + [100.0] * 50) == [20, 90]  # too far apart
     ramp = [100.0] * 20 + [80.0, 60.0, 40.0, 20.0, 8.0, 8.0, 20.0, 40.0, 60.0, 80.0] + [100.0] * 20
     partly = bytearray([1] * 20 + [1, 1, 1, 1, 0, 0, 1, 1, 1, 1] + [1] * 20)
-    assert extract.merge_fades([20, 30], partly, ramp) == [25]  # dims to black and back: one fade
+    assert transitions.merge_fades([20, 30], partly, ramp) == [25]  # dims to black and back: one fade
     flat_dark = bytearray([1] * 20 + [1, 0, 1, 0, 1, 0, 1, 0, 1, 0] + [1] * 20)
     dark = [100.0] * 20 + [17.0, 15.0] * 5 + [100.0] * 20
-    assert extract.merge_fades([20, 30], flat_dark, dark) == [20, 30]  # a short dark scene keeps both cuts
+    assert transitions.merge_fades([20, 30], flat_dark, dark) == [20, 30]  # a short dark scene keeps both cuts
 
 
 def test_near_duplicate_frames_of_a_split_shot_are_dropped(tmp_path):
@@ -458,7 +467,7 @@ def test_near_duplicate_frames_of_a_split_shot_are_dropped(tmp_path):
     path = tmp_path / "split.mp4"
     make_video(path, [80, 40], touch=brighten)
     settings = Settings(frame_pick="best", min_frames=1)
-    plain = extract.extract(path, tmp_path / "middle", Settings(min_frames=1))
+    plain = extract.extract(path, tmp_path / "middle", Settings(min_frames=1, frame_pick="middle"))
     assert [s["start_frame"] for s in plain["scenes"]] == [0, 40, 80]  # the false cut is there
     best = extract.extract(path, tmp_path / "best", settings)
     assert [f["scene"] for f in best["frames"]] == [0, 2]
@@ -472,5 +481,5 @@ def test_perceptual_hash_ignores_brightness_but_not_the_picture():
     brighter = cv2.convertScaleAbs(a, alpha=1.0, beta=60)
     other = media.draw_frame(5, media.COLOURS[3], 320, 240, 40)
     other = cv2.flip(other, 1)
-    assert extract.hamming(extract.perceptual_hash(a), extract.perceptual_hash(brighter)) <= 6
-    assert extract.hamming(extract.perceptual_hash(a), extract.perceptual_hash(other)) > 6
+    assert quality.hamming(quality.perceptual_hash(a), quality.perceptual_hash(brighter)) <= 6
+    assert quality.hamming(quality.perceptual_hash(a), quality.perceptual_hash(other)) > 6

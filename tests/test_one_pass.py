@@ -1,6 +1,7 @@
 """The one-pass path of FRAME_PICK=best: decoding only reference frames, checking the
 gaps a cut may hide in, and holding candidates instead of a second pass."""
 
+import inspect
 import json
 
 import cv2
@@ -8,7 +9,11 @@ import numpy as np
 import pytest
 from media import frames_of, make_video, read_barcode
 
+import choose
+import decode
+import detect
 import extract
+import quality
 from extract import Settings
 
 
@@ -33,14 +38,35 @@ def pan(speed=3.0, amplitude=100):
     return touch
 
 
-class Spy:
-    """Counts calls to a function of `extract`, passing them through."""
+class Decoded:
+    """An observer of pass 1 (detect.Observer): the frame numbers it was offered, that is
+    the frames decoded and scored, in order."""
+
+    def __init__(self):
+        self.numbers = []
+
+    def offer(self, number, frame, quality):
+        self.numbers.append(number)
+
+    def cut(self, number):
+        pass
+
+    def finish(self, count):
+        pass
+
+    def clear(self):
+        self.numbers = []
+
+
+class Calls:
+    """Counts the calls of a public function and records them by argument name."""
 
     def __init__(self, monkeypatch, owner, name):
         self.calls, original = [], getattr(owner, name)
+        signature = inspect.signature(original)
 
         def spy(*args, **kwargs):
-            self.calls.append(args)
+            self.calls.append(signature.bind(*args, **kwargs).arguments)
             return original(*args, **kwargs)
 
         monkeypatch.setattr(owner, name, spy)
@@ -54,12 +80,12 @@ def five_scenes(tmp_path_factory):
 
 def test_skipping_non_reference_frames_finds_the_same_cuts(five_scenes, monkeypatch):
     path, cuts = five_scenes
-    taken = Spy(monkeypatch, extract._Scan, "take")
-    full = extract.detect(path)
-    every = len(taken.calls)
-    skipping = extract.detect(path, skip_nonref=True)
+    every, some = Decoded(), Decoded()
+    full = detect.detect(path, pool=every)
+    skipping = detect.detect(path, skip_nonref=True, pool=some)
     assert full.cuts == skipping.cuts == cuts
-    assert len(taken.calls) - every < every * 0.6  # IBBBP: most frames were never decoded
+    assert every.numbers == list(range(190))
+    assert len(some.numbers) < len(every.numbers) * 0.6  # IBBBP: most frames were never decoded
     # What the skipped frames were learned from the packets: the same timeline.
     assert list(skipping.times) == list(full.times)
     assert list(skipping.pts) == list(full.pts)
@@ -73,40 +99,36 @@ def test_motion_across_skipped_frames_is_checked_frame_by_frame(tmp_path, monkey
     fast, every frame is: no false cut either way."""
     path = tmp_path / "pan.mp4"
     make_video(path, [60, 60], touch=pan())
-    reads = Spy(monkeypatch, extract, "_read_gap")
-    taken = Spy(monkeypatch, extract._Scan, "take")
-    assert extract.detect(path).cuts == [60]
+    reads = Calls(monkeypatch, decode, "read_gap")
+    assert detect.detect(path).cuts == [60]
     assert not reads.calls  # the full decode never needs it
-    taken.calls.clear()
-    assert extract.detect(path, skip_nonref=True).cuts == [60]
+    decoded = Decoded()
+    assert detect.detect(path, skip_nonref=True, pool=decoded).cuts == [60]
     assert 1 <= len(reads.calls) <= 4
-    assert len({args[1] for args in taken.calls}) > 100  # of 120: it went on decoding every frame
+    assert len(set(decoded.numbers)) > 100  # of 120: it went on decoding every frame
 
 
-def test_a_clear_cut_after_one_skipped_frame_is_not_decoded_again(monkeypatch):
-    class Detector:
-        _threshold = 27.0
+def test_a_clear_cut_after_one_skipped_frame_is_not_decoded_again():
+    def clear(score, gap, motion=2.0):
+        return detect.is_clear_cut(score=score, gap=gap, motion=motion, threshold=27.0)
 
-    scan = extract._Scan.__new__(extract._Scan)
-    scan.detector, scan.motion = Detector(), 2.0
-    assert scan._clear_cut(score=90.0, gap=2)
-    assert not scan._clear_cut(score=90.0, gap=3)  # two frames: it could be either
-    assert not scan._clear_cut(score=35.0, gap=2)  # near the threshold: look frame by frame
-    scan.motion = 30.0
-    assert not scan._clear_cut(score=60.0, gap=2)  # the picture moves that much anyway
+    assert clear(score=90.0, gap=2)
+    assert not clear(score=90.0, gap=3)  # two frames: it could be either
+    assert not clear(score=35.0, gap=2)  # near the threshold: look frame by frame
+    assert not clear(score=60.0, gap=2, motion=30.0)  # the picture moves that much anyway
 
 
 def test_a_gap_reader_yields_exactly_the_skipped_frames(five_scenes):
     path, _ = five_scenes
-    detection = extract.detect(path)
-    container, stream = extract._open(path)
+    detection = detect.detect(path)
+    container, stream = decode.open_video(path)
     with container:
-        timeline = extract._Timeline(stream)
+        timeline = decode.Timeline(stream)
         for packet in container.demux(stream):
             if packet.size:
                 timeline.add(packet)
     for first, end in [(1, 4), (41, 44), (97, 100), (186, 190)]:
-        got = list(extract._read_gap(path, timeline, first, end))
+        got = list(decode.read_gap(path, timeline, first, end))
         assert [n for n, _ in got] == list(range(first, end))
         assert [read_barcode(f.to_ndarray(format="bgr24")) for _, f in got] == list(range(first, end))
     assert timeline.check() == detection.frame_count
@@ -114,9 +136,9 @@ def test_a_gap_reader_yields_exactly_the_skipped_frames(five_scenes):
 
 def test_best_needs_no_second_pass_and_its_frames_are_what_they_claim(five_scenes, tmp_path, monkeypatch):
     path, _ = five_scenes
-    second = Spy(monkeypatch, extract, "read_frames")
+    second = Calls(monkeypatch, decode, "read_frames")
     manifest = extract.extract(path, tmp_path, Settings(frame_pick="best"))
-    assert second.calls[0][2] == []  # called with no window to read
+    assert list(second.calls[0]["windows"]) == []  # called with no window to read
     assert [(s["start_frame"], s["end_frame"]) for s in manifest["scenes"]] == [(0, 40), (40, 70), (70, 120),
                                                                                (120, 145), (145, 190)]
     assert frames_of(tmp_path, manifest) == [f["frame"] for f in manifest["frames"]]
@@ -147,11 +169,11 @@ def luma(sharp):
 
 
 def test_candidates_hold_a_handful_and_always_one_inside_the_window():
-    pool = extract.Candidates(0.3, lambda number, frame, quality: number)
+    pool = choose.Candidates(0.3, lambda number, frame, quality: number)
     most = 0
     for number in range(1, 3000):
-        pool.offer(number, None, extract.FrameJudge.rate(luma(sharp=False)))
-        held = sorted(h[1] for h in pool.open.values())
+        pool.offer(number, None, quality.rate(luma(sharp=False)))
+        held = sorted(h.number for h in pool.held())
         most = max(most, len(held))
         # Were the scene to end after this frame: its window is middle +- 15 % of it.
         length = number + 1
@@ -161,24 +183,24 @@ def test_candidates_hold_a_handful_and_always_one_inside_the_window():
 
 
 def test_candidates_pick_the_sharpest_inside_each_window():
-    pool = extract.Candidates(0.5, lambda number, frame, quality: (number, quality))
+    pool = choose.Candidates(0.5, lambda number, frame, quality: (number, quality))
     for number in range(40):
-        pool.offer(number, None, extract.FrameJudge.rate(luma(sharp=number in (14, 26))))
+        pool.offer(number, None, quality.rate(luma(sharp=number in (14, 26))))
     pool.cut(40)  # scene [0, 40): window 10..30
     for number in range(40, 60):
-        pool.offer(number, None, extract.FrameJudge.rate(luma(sharp=False)))
+        pool.offer(number, None, quality.rate(luma(sharp=False)))
     pool.finish(60)  # scene [40, 60): nothing sharp, the best of the dull still wins
     assert pool.chosen[(0, 40)][0] in (14, 26)
-    assert pool.chosen[(0, 40)][1][1] > 100
+    assert pool.chosen[(0, 40)][1].sharpness > 100
     assert 45 <= pool.chosen[(40, 60)][0] <= 55
 
 
 def test_a_late_reported_cut_moves_the_frames_after_it_to_the_new_scene():
-    pool = extract.Candidates(0.5, lambda number, frame, quality: number)
+    pool = choose.Candidates(0.5, lambda number, frame, quality: number)
     for number in range(30):
-        pool.offer(number, None, extract.FrameJudge.rate(luma(sharp=False)))
+        pool.offer(number, None, quality.rate(luma(sharp=False)))
     pool.cut(25)  # reported while frame 29 was being looked at
-    assert all(h[1] >= 25 for h in pool.open.values()) and pool.open
+    assert all(h.number >= 25 for h in pool.held()) and pool.held()
     assert 0 <= pool.chosen[(0, 25)] < 25
 
 
@@ -187,12 +209,12 @@ def test_a_single_shot_video_gets_its_even_frames_in_the_one_pass(tmp_path, monk
     count: they are decoded (B frames or not) and held during the pass."""
     path = tmp_path / "one.mp4"
     make_video(path, [90])
-    second = Spy(monkeypatch, extract, "read_frames")
+    second = Calls(monkeypatch, decode, "read_frames")
     manifest = extract.extract(path, tmp_path / "out", Settings(frame_pick="best"))
     assert manifest["method"] == "even"
     assert [f["frame"] for f in manifest["frames"]] == [15, 45, 75]
     assert frames_of(tmp_path / "out", manifest) == [15, 45, 75]
-    assert second.calls[0][2] == []
+    assert list(second.calls[0]["windows"]) == []
 
 
 def test_decoding_ahead_hands_over_errors_and_stops_when_left():
@@ -202,11 +224,11 @@ def test_decoding_ahead_hands_over_errors_and_stops_when_left():
                 raise ValueError("broken at 5")
             yield n
 
-    with extract._Ahead(numbers()) as ahead:
+    with decode.Ahead(numbers()) as ahead:
         assert list(ahead) == list(range(1000))
-    with pytest.raises(ValueError, match="broken at 5"), extract._Ahead(numbers(fail_at=5)) as ahead:
+    with pytest.raises(ValueError, match="broken at 5"), decode.Ahead(numbers(fail_at=5)) as ahead:
         list(ahead)
-    with extract._Ahead(numbers()) as ahead:
+    with decode.Ahead(numbers()) as ahead:
         for n in ahead:
             if n == 3:
                 break
@@ -215,17 +237,17 @@ def test_decoding_ahead_hands_over_errors_and_stops_when_left():
 
 def test_an_abandoned_run_leaves_no_chosen_frames_behind(five_scenes, tmp_path, monkeypatch):
     path, _ = five_scenes
-    grabs = Spy(monkeypatch, extract, "_grab")
-    calls = []
+    calls, waiting = [], []
 
     def check():
         calls.append(1)
         if len(calls) > 80:  # the pass is part way through
+            waiting.extend(path.name for path in tmp_path.iterdir())
             raise TimeoutError("deadline")
 
     with pytest.raises(TimeoutError):
         extract.extract(path, tmp_path, Settings(frame_pick="best"), check=check)
-    assert len(grabs.calls) >= 2  # scenes had been chosen and encoded by then
+    assert len(waiting) >= 2  # scenes had been chosen and encoded by then, waiting on disk
     assert list(tmp_path.iterdir()) == []
 
 

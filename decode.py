@@ -1,0 +1,517 @@
+"""Everything PyAV: opening a video within limits, decoding its frames, and finding them again.
+
+Pass 1 decodes forward once, either every frame (`decode_every`) or only the frames other
+frames are predicted from (`decode_references`, numbered from the packets by a
+`Timeline`), on a thread of its own (`Ahead`), each frame shrunk to about DETECT_WIDTH for
+scoring (`shrinker`). Where a cut may hide among skipped frames, `read_gap` decodes them.
+Pass 2 (`read_frames`) seeks forward to chosen frames. Frames are turned upright
+(`upright_image`) as they leave this module.
+
+No other module of the service imports PyAV.
+"""
+
+import bisect
+import contextlib
+import os
+import queue
+import threading
+from array import array
+from collections.abc import Callable, Iterable, Iterator
+from fractions import Fraction
+from typing import NamedTuple
+
+import av
+import cv2
+import numpy as np
+from av.video.reformatter import Interpolation, VideoReformatter
+
+# PySceneDetect's SceneManager shrinks frames to about this width before scoring.
+DETECT_WIDTH = 256
+# Performance: frame threads decode consecutive frames at once. With non-reference frames
+# skipped, each thread often waits on the frame before it, so more frames in flight keep
+# the cores busy: on 2 cores, 5 threads decode a 1080p reel's reference frames in 0.8x
+# the wall time of FFmpeg's default 3 (6: no faster; each thread holds ~7 MiB at 1080p).
+# A full decode gains too (`--frame-pick middle` on the reel: 17.1 -> 13.2 s).
+DECODE_THREADS = min(16, 2 * (os.cpu_count() or 1) + 1)
+APPROACH = 16  # frames before a wanted frame where pass 2 resumes full decoding
+
+Frame = av.VideoFrame  # a decoded frame, as the other modules see it
+DecodeError = av.FFmpegError  # what decoding a damaged stream raises
+
+
+class VideoError(Exception):
+    """The video cannot be used: not a video, no video stream, corrupt, truncated.
+
+    Permanent: retrying the same file gives the same answer. The message names the
+    file and what is wrong with it.
+    """
+
+    def __init__(self, path, problem: str):
+        self.path = str(path)
+        self.problem = problem
+        super().__init__(f"{os.path.basename(self.path)}: {problem}")
+
+
+class NoTimeline(Exception):
+    """The packets do not say where each frame goes: decode every frame instead."""
+
+
+# --- Opening, within limits ------------------------------------------------------------------
+
+
+class Limits(NamedTuple):
+    """Videos too big to be worth decoding (0: no limit)."""
+
+    max_pixels: int = 0  # width x height of a frame
+    max_duration_s: float = 0
+
+    def check_stream(self, path, stream) -> None:
+        """Refuse the video from its header, when the header says enough."""
+        width, height = stream.codec_context.width, stream.codec_context.height
+        if self.max_pixels and width * height > self.max_pixels:
+            raise VideoError(path, f"frames are {width}x{height}, over MAX_PIXELS={self.max_pixels}")
+        duration = None
+        if stream.duration and stream.time_base:
+            duration = float(stream.duration * stream.time_base)
+        if self.max_duration_s and duration and duration > self.max_duration_s:
+            raise VideoError(path, f"is {duration:.0f} s long, over MAX_DURATION_S={self.max_duration_s:g} s")
+
+    def check_frame(self, path, index: int, frame: av.VideoFrame, time_s: float) -> None:
+        """Refuse the video during decoding, when its header lied."""
+        if self.max_duration_s and time_s > self.max_duration_s:
+            raise VideoError(path, f"runs past MAX_DURATION_S={self.max_duration_s:g} s")
+        if self.max_pixels and frame.width * frame.height > self.max_pixels:
+            raise VideoError(path, f"frame {index} is {frame.width}x{frame.height}, over MAX_PIXELS={self.max_pixels}")
+
+
+def open_video(path) -> tuple[av.container.InputContainer, av.VideoStream]:
+    """Open the container and its first video stream, or raise VideoError.
+
+    Returns `(container, stream)`; the caller closes the container (`with container:`).
+    """
+    if not os.path.isfile(path):
+        raise VideoError(path, "no such file")
+    if os.path.getsize(path) == 0:
+        raise VideoError(path, "the file is empty (0 bytes)")
+    try:
+        container = av.open(str(path), metadata_errors="ignore")
+    except av.FFmpegError as err:
+        raise VideoError(path, f"not a readable video file ({reason(err)})") from None
+    if not container.streams.video:
+        container.close()
+        raise VideoError(path, "has no video stream (audio-only or not a video)")
+    stream = container.streams.video[0]
+    if stream.codec_context is None or not stream.codec_context.width:
+        container.close()
+        raise VideoError(path, "the video stream cannot be decoded (unknown codec or damaged header)")
+    # Performance: frame threads (DECODE_THREADS, see there), and the decoding on a thread
+    # of its own (`Ahead`).
+    stream.thread_type = "AUTO"
+    stream.codec_context.thread_count = DECODE_THREADS
+    return container, stream
+
+
+def reason(err: Exception) -> str:
+    """FFmpeg's own words for a decoding error."""
+    return getattr(err, "strerror", None) or str(err)
+
+
+def frame_rate(stream) -> Fraction:
+    return stream.average_rate or stream.guessed_rate or Fraction(25)
+
+
+def frame_time(frame: av.VideoFrame, index: int, fps: float) -> float:
+    """Presentation time of a frame in seconds (from its frame number where it has none)."""
+    return float(frame.time) if frame.time is not None else index / fps
+
+
+def frame_duration(frame: av.VideoFrame) -> float | None:
+    return float(frame.duration * frame.time_base) if frame.duration and frame.time_base else None
+
+
+# --- Pass 1: every frame, or only the reference frames ---------------------------------------
+
+
+def decode_every(container, stream) -> Iterator[tuple[int, av.VideoFrame]]:
+    """(frame number, frame) of every frame, in display order."""
+    yield from enumerate(container.decode(stream))
+
+
+def decode_references(container, stream, timeline: "Timeline",
+                      wanted: frozenset = frozenset()) -> Iterator[tuple[int, av.VideoFrame]]:
+    """(frame number, frame) of the frames other frames are predicted from, and of the
+    `wanted` frame numbers, in display order.
+
+    Performance: x264 and most encoders make half or more of the frames non-reference B
+    frames; `skip_frame = NONREF` lets the decoder drop them unparsed beyond the slice
+    header, which costs 0.6-0.8x of a full decode. A skipped frame has no picture, so its
+    number is learned from the packets instead: every packet is counted on the
+    `timeline`, and a frame's number is the count of packets that show before it. (A
+    non-reference frame's packet comes after those of every frame shown before it, so
+    its number is known when it arrives: that is how a wanted one is let through.)
+    """
+    context = stream.codec_context
+    context.skip_frame = "NONREF"
+    try:
+        for packet in container.demux(stream):
+            if packet.size:
+                timeline.add(packet)
+                every = timeline.decode_all or (wanted and timeline.position(packet.pts) in wanted)
+                skip = "DEFAULT" if every else "NONREF"
+                if context.skip_frame != skip:
+                    context.skip_frame = skip
+            for frame in packet.decode():
+                yield timeline.number(frame), frame
+    finally:
+        context.skip_frame = "DEFAULT"
+
+
+class Timeline:
+    """The presentation times of all the packets of a stream, decoded or not."""
+
+    def __init__(self, stream):
+        self.time_base = stream.time_base
+        self.pts, self.key_pts = array("q"), []
+        self.numbered, self.numbered_pts = array("q"), array("q")  # each decoded frame: its number, its pts
+        self.in_order = True
+        self.decode_all = False  # set by the scorer where the picture moves fast
+        self.lock = threading.Lock()  # filled on the decoding thread, read by read_gap
+
+    def add(self, packet) -> None:
+        if packet.pts is None:
+            raise NoTimeline()
+        if packet.is_discard:  # before the start of an edit list: never shown
+            return
+        with self.lock:
+            if self.pts and packet.pts <= self.pts[-1]:
+                self.in_order = False
+            if not self.in_order:
+                bisect.insort(self.pts, packet.pts)
+            else:
+                self.pts.append(packet.pts)
+            if packet.is_keyframe:
+                self.key_pts.append(packet.pts)
+
+    def position(self, pts: int) -> int:
+        """How many of the packets so far show before `pts` (on the decoding thread)."""
+        return bisect.bisect_left(self.pts, pts)
+
+    def number(self, frame: av.VideoFrame) -> int:
+        """Frame number of a decoded frame: how many packets show before it."""
+        if frame.pts is None:
+            raise NoTimeline()
+        number = self.position(frame.pts)
+        self.numbered.append(number)
+        self.numbered_pts.append(frame.pts)
+        return number
+
+    def check(self) -> int:
+        """The frame count, once every packet is in; raise NoTimeline should any
+        decoded frame have been numbered wrong (a packet came later than its frame)."""
+        pairs = zip(self.numbered, self.numbered_pts, strict=True)
+        if not self.pts or any(n >= len(self.pts) or self.pts[n] != p for n, p in pairs):
+            raise NoTimeline()
+        return len(self.pts)
+
+    def times(self):
+        """Presentation time of each frame, seconds (an array of doubles)."""
+        return array("d", (float(p * self.time_base) for p in self.pts))
+
+    def keyframes(self) -> list[int]:
+        return sorted(bisect.bisect_left(self.pts, p) for p in self.key_pts)
+
+    def gap(self, first: int, end: int) -> tuple[int, list[int]]:
+        """(pts of the last keyframe at or before frame `first`, pts of frames first..end-1)."""
+        with self.lock:
+            target = self.pts[first]
+            key = max((p for p in self.key_pts if p <= target), default=self.pts[0])
+            return key, list(self.pts[first:end])
+
+
+def read_gap(path, timeline: Timeline, first: int, end: int,
+             check: Callable[[], None] | None = None) -> Iterator[tuple[int, av.VideoFrame]]:
+    """Decode frames first..end-1, which pass 1 skipped where a cut may hide; yields
+    (frame number, frame) in order.
+
+    A second decoder on the same file: it seeks to the keyframe before the gap, decodes
+    only reference frames up to it and every frame inside it. Opened for each gap and
+    closed after it: gaps are rare, and an idle 1080p decoder holds 30 MiB. Each frame
+    is handed over as it comes out (in display order), not gathered: 3 MiB each at 1080p.
+    """
+    key, gap = timeline.gap(first, end)
+    wanted = {pts: first + i for i, pts in enumerate(gap)}
+    container, stream = open_video(path)
+    context = stream.codec_context
+    context.thread_count = 1  # a short burst, while pass 1 has the cores
+    with container:
+        container.seek(key, stream=stream, backward=True)
+        for packet in container.demux(stream):
+            context.skip_frame = "DEFAULT" if packet.pts in wanted else "NONREF"
+            for frame in packet.decode():
+                if check:
+                    check()
+                if frame.pts in wanted:
+                    yield wanted.pop(frame.pts), frame
+            if not wanted:
+                return
+
+
+class Ahead:
+    """Runs a frame iterator on a thread of its own, up to DEPTH frames ahead.
+
+    Performance: PyAV lets go of the GIL while it decodes, so the next frames decode
+    while this thread scores the last one (12-15 % less wall time on 2 cores). As a
+    context manager: leaving it stops the thread and waits for it, so the container is
+    never closed under a running decoder. An error on the thread is raised here.
+    """
+
+    DEPTH = 2
+
+    def __init__(self, items: Iterator):
+        self.items, self.queue, self.stop = items, queue.Queue(self.DEPTH), threading.Event()
+        self.thread = threading.Thread(target=self._run, name="decode", daemon=True)
+
+    def __enter__(self):
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc_info):
+        self.stop.set()
+        while self.thread.is_alive():
+            with contextlib.suppress(queue.Empty):
+                self.queue.get(timeout=0.05)  # room for a put the thread is waiting on
+
+    def __iter__(self):
+        while True:
+            kind, value = self.queue.get()
+            if kind == "error":
+                raise value
+            if kind == "end":
+                return
+            yield value
+
+    def _run(self):
+        try:
+            for item in self.items:
+                if not self._put("item", item):
+                    return
+            self._put("end", None)
+        except BaseException as err:  # handed to the consumer, which decides
+            self._put("error", err)
+        finally:
+            self.items.close()
+
+    def _put(self, kind, value):
+        while not self.stop.is_set():
+            with contextlib.suppress(queue.Full):
+                self.queue.put((kind, value), timeout=0.1)
+                return True
+        return False
+
+
+# --- The shrink: what the detector and the filters look at -----------------------------------
+
+
+class Small(NamedTuple):
+    """A frame shrunk to about DETECT_WIDTH: its I420 planes (luma on top) and BGR image."""
+
+    planes: np.ndarray
+    bgr: np.ndarray
+
+
+def small_size(width: int, height: int) -> tuple[int, int]:
+    """The size PySceneDetect's SceneManager scores frames at: about DETECT_WIDTH on the long side."""
+    factor = max(width, height) / DETECT_WIDTH if max(width, height) >= DETECT_WIDTH else 1
+    return max(1, round(width / factor)), max(1, round(height / factor))
+
+
+def even(size: int) -> int:
+    """yuv420p halves the chroma planes: keep the small frame's sides even."""
+    return max(2, size + size % 2)
+
+
+def shrinker(width: int, height: int) -> Callable[[av.VideoFrame], Small]:
+    """A function from a decoded frame to its `Small` of `width` x `height` (even sides).
+
+    Performance: shrink in YUV (one swscale context per shrinker, reused), then convert
+    only the small frame to BGR. Converting and scaling in one swscale call dithers
+    near-black frames, and fades then score ~100. Both calls let go of the GIL, so the
+    decoding thread shrinks its frames while this one scores the last. A swscale
+    context is not for two threads at once: one shrinker per thread.
+    """
+    reformatter = VideoReformatter()
+
+    def shrink(frame):
+        planes = reformatter.reformat(frame, width=width, height=height, format="yuv420p",
+                                      interpolation=Interpolation.AREA).to_ndarray()
+        return Small(planes, cv2.cvtColor(planes, cv2.COLOR_YUV2BGR_I420))
+
+    return shrink
+
+
+def luma_shrinker() -> Callable[[av.VideoFrame], np.ndarray]:
+    """A function from a decoded frame to its luma at `small_size` (Performance: one
+    reused swscale context; not for two threads at once)."""
+    reformatter = VideoReformatter()
+
+    def shrink(frame):
+        width, height = small_size(frame.width, frame.height)
+        return reformatter.reformat(frame, width=width, height=height, format="gray",
+                                    interpolation=Interpolation.AREA).to_ndarray()
+
+    return shrink
+
+
+def shrunk(frames: Iterator, shrink: Callable) -> Iterator[tuple[int, av.VideoFrame, Small]]:
+    """(frame number, frame, shrink(frame)) for each of `frames`."""
+    with contextlib.closing(frames):
+        for index, frame in frames:
+            yield index, frame, shrink(frame)
+
+
+# --- Rotation --------------------------------------------------------------------------------
+
+
+def upright_rotation(frame: av.VideoFrame) -> int:
+    """Degrees counter-clockwise (0, 90, 180, 270) that show the frame as it was filmed.
+
+    Phones store portrait video sideways with a display matrix; PyAV reports its angle
+    counter-clockwise in `frame.rotation`.
+    """
+    try:
+        angle = frame.rotation or 0
+    except (AttributeError, ValueError):
+        angle = 0
+    return round(angle / 90.0) % 4 * 90
+
+
+def upright_image(frame: av.VideoFrame) -> np.ndarray:
+    """The frame as an upright BGR image."""
+    return upright(frame.to_ndarray(format="bgr24"), upright_rotation(frame))
+
+
+def upright(image: np.ndarray, rotation: int) -> np.ndarray:
+    """Rotate a decoded image by `rotation` degrees counter-clockwise."""
+    return np.rot90(image, k=rotation // 90) if rotation else image
+
+
+# --- Pass 2: grab the chosen frames ----------------------------------------------------------
+
+
+class Found(NamedTuple):
+    """A frame pass 2 read: its number, upright BGR image, and the judge's rating of it."""
+
+    number: int
+    image: np.ndarray
+    quality: object
+
+
+def read_frames(path, detection, windows: Iterable, *, check: Callable[[], None] | None = None,
+                judge: Callable[[av.VideoFrame], object] | None = None) -> Iterator[Found]:
+    """Pass 2: for each window, yield a `Found`, in order.
+
+    `detection` is pass 1's (its `pts`, `keyframes`, `frame_count` and `rotation`). A
+    window is a frame number, or `(first, last)` frame numbers: within it, the frame
+    `judge(av_frame)` rates highest wins (the first, when there is no judge); `quality`
+    is what the judge said of it.
+
+    Performance: decoding runs forward only and does as little as it can. Before each
+    window it seeks to the keyframe before it when that lies ahead (the frames in
+    between are never decoded), and until it is `APPROACH` frames away it decodes only
+    reference frames (`skip_frame = NONREF`: no other frame depends on the skipped
+    ones, so what is decoded stays exact). Should the window's first frame be skipped
+    all the same, it seeks back to the keyframe once and decodes everything.
+    """
+    spans = sorted({(w, w) if isinstance(w, int) else tuple(w) for w in windows})
+    if not spans:
+        return
+    index_of = {pts: i for i, pts in enumerate(detection.pts)}
+    container, stream = open_video(path)
+    with container:
+        if len(index_of) != detection.frame_count or -1 in index_of:
+            # No usable timestamps to find frames by: one plain pass, counting frames.
+            yield from _read_counting(path, container, stream, detection, spans, check, judge)
+            return
+        frames, position = None, -1
+        for first, last in spans:
+            key = _keyframe_before(detection.keyframes, first)
+            found = None
+            for may_skip in (True, False):
+                if frames is None or key > position or not may_skip:
+                    if frames is not None or key > 0:
+                        container.seek(detection.pts[key], stream=stream, backward=True)
+                    frames, position = container.decode(stream), -1
+                found, position = _decode_until(path, frames, stream, index_of, first, position, may_skip, check)
+                if found is not None:
+                    break
+            if found is None:
+                raise VideoError(path, f"frame {first} could not be found on the second pass")
+            best, quality = first, judge(found) if judge else None
+            image = found.to_ndarray(format="bgr24")
+            while judge and position < last:
+                frame = next(frames, None)
+                if frame is None:
+                    break
+                if check:
+                    check()
+                position = index_of.get(frame.pts, position)
+                rating = judge(frame)
+                if rating > quality:
+                    best, quality, image = position, rating, frame.to_ndarray(format="bgr24")
+            yield Found(best, upright(image, detection.rotation), quality)
+
+
+def _decode_until(path, frames, stream, index_of, target, position, may_skip, check):
+    """Decode on from `position` to frame `target`; returns (that frame or None, new position)."""
+    context = stream.codec_context
+    try:
+        while True:
+            skip = "NONREF" if may_skip and position < target - APPROACH else "DEFAULT"
+            if context.skip_frame != skip:
+                context.skip_frame = skip
+            frame = next(frames, None)
+            if frame is None:
+                return None, position
+            if check:
+                check()
+            position = index_of.get(frame.pts, position)
+            if position == target:
+                return frame, position
+            if position > target:
+                return None, position
+    except av.FFmpegError as err:
+        raise VideoError(path, f"frame {target} could not be decoded ({reason(err)})") from None
+    finally:
+        context.skip_frame = "DEFAULT"
+
+
+def _read_counting(path, container, stream, detection, spans, check, judge):
+    """The same as read_frames, for streams whose frames cannot be found by timestamp."""
+    spans = list(spans)
+    best = None  # Found of the window being read (its image not yet upright)
+    try:
+        for index, frame in enumerate(container.decode(stream)):
+            if check:
+                check()
+            if not spans:
+                return
+            first, last = spans[0]
+            if index < first:
+                continue
+            rating = judge(frame) if judge else None
+            if best is None or (judge and rating > best.quality):
+                best = Found(index, frame.to_ndarray(format="bgr24"), rating)
+            if index >= last:
+                yield best._replace(image=upright(best.image, detection.rotation))
+                spans.pop(0)
+                best = None
+    except av.FFmpegError as err:
+        raise VideoError(path, f"decoding failed on the second pass ({reason(err)})") from None
+    if spans:
+        raise VideoError(path, f"frame {spans[0][0]} could not be found on the second pass")
+
+
+def _keyframe_before(keyframes, frame):
+    """The last keyframe at or before `frame` (keyframes is sorted; frame 0 decodes from the start)."""
+    at = bisect.bisect_right(keyframes, frame)
+    return keyframes[at - 1] if at else 0

@@ -1,0 +1,374 @@
+"""Everything PySceneDetect: pass 1, which turns decoded frames into cuts and per-frame signals.
+
+Each frame, shrunk as PySceneDetect's SceneManager would, goes to `ScoringDetector` (a
+`ContentDetector` that also tells its last frame score and can be put back a frame), which
+scores how much hue, saturation and brightness changed since the previous frame and
+reports a cut when the score crosses `threshold` and the previous cut is at least
+`min_scene_len` away: the same computation `scenedetect detect-content` does, so the cuts
+match its goldens. The scan also records, per frame, its real timestamp (correct for
+variable frame rate video), whether it is a keyframe, whether it has content, its mean
+brightness and an 8x8 thumbnail, for the filters of transitions.py.
+
+With `skip_nonref`, only reference frames are decoded (decode.decode_references); where
+a cut may hide among the skipped ones, they are decoded (decode.read_gap) and the
+detector, put back to before the cut, looks again frame by frame, so the cuts stay exact.
+
+No other module imports scenedetect; tests/test_detect.py pins what this one assumes of
+PySceneDetect 0.7.2.
+"""
+
+import contextlib
+import copy
+import os
+from array import array
+from collections.abc import Callable, Collection
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+import cv2
+
+import decode
+from decode import VideoError
+from quality import Quality, luma_stats, sharpness
+from transitions import THUMB_SIDE, drop_flash_cuts, find_gradual_transitions, merge_fades
+
+# A video that decodes to fewer frames than its container declares broke down part way:
+# report it instead of passing the part off as the whole. An edit list may hide a frame
+# or two; a frame count estimated from the duration is only roughly right.
+MISSING_FRAMES_ALLOWED = 2
+MISSING_SHARE_ALLOWED = 0.01
+MISSING_SHARE_ESTIMATED = 0.1
+CLEAR_CUT = 1.5  # times the threshold: see is_clear_cut
+BUSY_GAP = 4  # frames: decode every frame where this many could cross the threshold by motion
+
+
+@contextlib.contextmanager
+def _no_commands_on_path():
+    """Performance: importing scenedetect runs `ffmpeg -v quiet` to learn whether it could
+    split videos with it, which this service never does. Where ffmpeg is installed (the
+    CLI, the worker, `make bench`; not the Lambda image, where this changes nothing)
+    that costs `python3 -c "import app"` 0.08 s of CPU and 0.37 s of wall time (medians
+    of 15 interleaved runs on a loaded 2-core machine: 0.93 s with this, 1.30 s without).
+    Hide PATH from that one probe; only for the import, while the process is still
+    single-threaded. tests/test_detect.py pins the probe and that PATH comes back."""
+    saved = os.environ.get("PATH")
+    os.environ["PATH"] = ""
+    try:
+        yield
+    finally:
+        if saved is None:
+            del os.environ["PATH"]
+        else:
+            os.environ["PATH"] = saved
+
+
+with _no_commands_on_path():
+    from scenedetect.common import FrameTimecode
+    from scenedetect.detectors import ContentDetector
+
+
+class ScoringDetector(ContentDetector):
+    """PySceneDetect's ContentDetector, telling its last frame score and able to be put
+    back to an earlier state.
+
+    Built the way PySceneDetect's own AdaptiveDetector builds on ContentDetector: it
+    reads the score `process_frame` leaves in `_frame_score`. Between frames the
+    detector's state is the last frame's HSV planes (`_last_frame`, replaced, not
+    changed, by each frame) and its FlashFilter's (changed in place): `snapshot()`
+    copies both, `restore()` puts them back. tests/test_detect.py pins these
+    assumptions for PySceneDetect 0.7.2.
+    """
+
+    @property
+    def frame_score(self) -> float:
+        """The score of the last frame given to process_frame (0 for the first)."""
+        return self._frame_score or 0.0
+
+    @property
+    def threshold(self) -> float:
+        return self._threshold
+
+    def snapshot(self) -> dict[str, Any]:
+        """The detector's state, to `restore()` later."""
+        state = dict(vars(self))
+        state["_flash_filter"] = copy.copy(self._flash_filter)
+        return state
+
+    def restore(self, state: dict[str, Any]) -> None:
+        """Back to the state `snapshot()` took, as if the frames since were never seen."""
+        vars(self).clear()
+        vars(self).update(state)
+
+
+def is_clear_cut(*, score: float, gap: int, motion: float, threshold: float) -> bool:
+    """A cut after one skipped frame that motion cannot explain: taken as it is.
+
+    `score` is the detector's score against the decoded frame `gap` frames back;
+    `motion` is the score per frame between the two frames decoded before.
+
+    Performance: decoding the skipped frame means decoding again from the keyframe
+    before it (0.17 s a time on 1080p), and most such gaps are real cuts (encoders
+    often put a B frame just before the I frame that starts a scene). Its place is
+    then at most the one frame off that the skipping allows; a gap of more than one
+    frame, or a score that the motion just before it might make, is decoded and
+    looked at frame by frame instead.
+    """
+    return gap == 2 and score - motion * (gap - 1) >= CLEAR_CUT * threshold
+
+
+class Observer(Protocol):
+    """Told of pass 1 as it runs (choose.Candidates is one), as SceneManager's callback is."""
+
+    def offer(self, number: int, frame: decode.Frame, quality: Quality) -> None:
+        """Frame `number` was decoded; `quality` is quality.rate of its small luma."""
+
+    def cut(self, number: int) -> None:
+        """A scene ends before frame `number` (frames from `number` on may have been offered)."""
+
+    def finish(self, count: int) -> None:
+        """The video has `count` frames."""
+
+    def clear(self) -> None:
+        """Pass 1 starts again from the first frame: forget everything offered."""
+
+
+@dataclass
+class Detection:
+    """What the detection pass learned about the video."""
+
+    width: int  # as displayed (after rotation)
+    height: int
+    rotation: int  # degrees counter-clockwise that bring a decoded frame upright
+    fps: float
+    frame_count: int
+    duration_s: float
+    cuts: list[int]  # first frame of each new scene
+    times: array = field(repr=False)  # presentation time of each frame, seconds
+    pts: array = field(repr=False)  # raw pts of each frame, for seeking in pass 2
+    keyframes: list[int] = field(repr=False, default_factory=list)
+    kept: dict = field(repr=False, default_factory=dict)  # frame number -> detect's hold() of it
+    content: bytearray = field(repr=False, default_factory=bytearray)  # 1: not black, white or blank
+    flashes: list = field(default_factory=list)  # [first, last] frames of flashes whose cuts were dropped
+
+
+@dataclass(frozen=True)
+class _Options:
+    threshold: float
+    min_scene_len: int | float
+    check: Callable[[], None] | None
+    progress: Callable[[int, int], None] | None
+    keep: Callable[[int], Collection[int]] | None
+    hold: Callable[[int, decode.Frame], Any] | None
+    limits: decode.Limits
+    flash_filter: bool
+    gradual: bool
+    pool: Observer | None
+
+
+def detect(path, *, threshold: float = 27.0, min_scene_len: int | float = 15,
+           check: Callable[[], None] | None = None, progress: Callable[[int, int], None] | None = None,
+           keep: Callable[[int], Collection[int]] | None = None,
+           hold: Callable[[int, decode.Frame], Any] | None = None,
+           max_pixels: int = 0, max_duration_s: float = 0, flash_filter: bool = True, gradual: bool = False,
+           skip_nonref: bool = False, pool: Observer | None = None) -> Detection:
+    """Pass 1: decode the video once and find the cuts.
+
+    Arguments:
+        threshold, min_scene_len: ContentDetector's (min_scene_len: int frames, float seconds).
+        check: called for every frame; may raise to abandon the work (the handler uses it
+            for the Lambda deadline).
+        progress: `progress(done, total)` is told how far it got (total: 0 when unknown).
+        keep: `keep(frame_count)` may name a few frames to hold on to (see extract); the
+            Detection's `kept` maps each to `hold(number, frame)`, by default its upright
+            BGR image.
+        max_pixels, max_duration_s: refuse videos too big to be worth decoding (0: no
+            limit), from the header when it says so and during decoding when it lied.
+        flash_filter: drop the cuts that brief flashes cause (transitions.drop_flash_cuts).
+        gradual: find dissolves, fades and wipes too (transitions.find_gradual_transitions).
+        skip_nonref: decode only the frames other frames depend on (I, P and reference B
+            frames; see decode.decode_references); gaps where a cut may hide are decoded
+            and scored frame by frame.
+        pool: an Observer offered every decoded frame and told every cut, to hold the
+            frames worth saving without a second pass.
+
+    Returns the Detection. Raises VideoError for a video that cannot be used.
+    """
+    options = _Options(threshold, min_scene_len, check, progress, keep, hold,
+                       decode.Limits(max_pixels, max_duration_s), flash_filter, gradual, pool)
+    if skip_nonref:
+        try:
+            return _detect(path, options, skip_nonref=True)
+        except decode.NoTimeline:
+            if pool is not None:
+                pool.clear()
+    return _detect(path, options, skip_nonref=False)
+
+
+def _detect(path, options: _Options, skip_nonref: bool) -> Detection:
+    check, progress, pool = options.check, options.progress, options.pool
+    container, stream = decode.open_video(path)
+    with container:
+        options.limits.check_stream(path, stream)
+        rate = decode.frame_rate(stream)
+        declared = stream.frames
+        expected = declared or int((stream.duration or 0) * (stream.time_base or 0) * float(rate))
+        keep = set(options.keep(declared)) if options.keep and declared else set()
+        scan = _Scan(path, stream, rate, options, keep)
+        # Without B frames (has_b_frames: the stream reorders frames) there is next to
+        # nothing to skip, only the bookkeeping to pay for.
+        skip_nonref = skip_nonref and bool(stream.codec_context.has_b_frames)
+        timeline = decode.Timeline(stream) if skip_nonref else None
+        scan.timeline = timeline
+        if skip_nonref:
+            decoded = decode.decode_references(container, stream, timeline, frozenset(scan.keep_frames))
+        else:
+            decoded = decode.decode_every(container, stream)
+        frames = decode.Ahead(decode.shrunk(decoded, scan.shrinker()))
+        try:
+            with frames:
+                for index, frame, small in frames:
+                    if check:
+                        check()
+                    if not scan.take(index, frame, small, tentative=skip_nonref):
+                        # A cut across skipped frames: decode them and look again, frame by frame.
+                        with contextlib.closing(decode.read_gap(path, timeline, scan.last + 1, index, check)) as gap:
+                            for number, skipped in gap:
+                                scan.take(number, skipped)
+                        scan.take(index, frame, small)
+                    if progress and index % 32 == 0:
+                        progress(index, expected)
+        except decode.DecodeError as err:
+            if scan.last < 0:
+                raise VideoError(path, f"no frame could be decoded ({decode.reason(err)})") from None
+            raise VideoError(
+                path,
+                f"decoding broke down after frame {scan.last} ({scan.times[-1]:.2f}s) of about "
+                f"{expected or '?'} ({decode.reason(err)}); the file is corrupt or truncated",
+            ) from None
+        count = scan.last + 1 if timeline is None else timeline.check()
+        scan.finish(count)
+        if pool is not None:
+            pool.finish(count)
+        if timeline is not None:
+            scan.times, scan.pts, scan.keyframes = timeline.times(), timeline.pts, timeline.keyframes()
+
+    if scan.last < 0 or not count:
+        raise VideoError(path, "no frame could be decoded (corrupt or unsupported video data)")
+    allowed = max(MISSING_FRAMES_ALLOWED, expected * (MISSING_SHARE_ALLOWED if declared else MISSING_SHARE_ESTIMATED))
+    if expected and expected - count > allowed:
+        raise VideoError(
+            path,
+            f"only {count} of the {expected} frames the container declares could be decoded "
+            f"(stopped at {scan.times[-1]:.2f}s); the file is corrupt or truncated",
+        )
+    if progress:
+        progress(count, count)
+    cuts, flashes = sorted(set(scan.cuts)), []
+    if options.flash_filter:
+        cuts, flashes = drop_flash_cuts(cuts, scan.luma, scan.thumbs)
+    if options.gradual:
+        cuts = merge_fades(cuts, scan.content, scan.luma)
+        cuts = sorted(cuts + find_gradual_transitions(scan.thumbs, scan.content, cuts, flashes))
+    width, height = stream.codec_context.width, stream.codec_context.height
+    sideways = scan.rotation % 180 == 90
+    return Detection(
+        width=height if sideways else width,
+        height=width if sideways else height,
+        rotation=scan.rotation,
+        fps=float(rate),
+        frame_count=count,
+        duration_s=scan.times[-1] + scan.last_duration,
+        cuts=cuts,
+        flashes=flashes,
+        times=scan.times,
+        pts=scan.pts,
+        keyframes=scan.keyframes,
+        kept=scan.kept,
+        content=scan.content,
+    )
+
+
+class _Scan:
+    """What pass 1 learns from each decoded frame, in display order."""
+
+    def __init__(self, path, stream, rate, options: _Options, keep_frames):
+        self.path, self.rate, self.pool = path, rate, options.pool
+        self.detector = ScoringDetector(threshold=options.threshold, min_scene_len=options.min_scene_len)
+        self.keep_frames, self.hold, self.kept = keep_frames, options.hold, {}
+        self.limits = options.limits
+        width, height = stream.codec_context.width, stream.codec_context.height
+        self.small_w, self.small_h = (decode.even(side) for side in decode.small_size(width, height))
+        self.shrink = self.shrinker()  # for frames decoded here (gaps); see shrinker
+        self.cuts, self.times, self.pts, self.keyframes = [], array("d"), array("q"), []
+        # Per frame, for the flash and gradual filters and the "best" pick.
+        self.content, self.luma, self.thumbs = bytearray(), array("f"), bytearray()
+        self.rotation, self.last_duration, self.last = 0, 1 / float(rate), -1
+        self.motion = 0.0  # score per frame between the last two decoded frames
+        self.timeline = None  # with skipping: told when to decode every frame
+
+    def shrinker(self):
+        """A function from a decoded frame to its decode.Small, which is what the detector
+        and the filters look at (one per thread: see decode.shrinker)."""
+        return decode.shrinker(self.small_w, self.small_h)
+
+    def take(self, index, frame, small=None, tentative=False):
+        """Score one decoded frame (`small`: its shrunk planes and image, if already
+        made); False (and nothing recorded) when `tentative` and it makes a cut after
+        skipped frames, which must then be taken first."""
+        planes, bgr = small or self.shrink(frame)
+        before = None
+        if tentative and index > self.last + 1:
+            before = self.detector.snapshot()
+        found = [tc.frame_num for tc in self.detector.process_frame(FrameTimecode(index, self.rate), bgr)]
+        # The score itself, not a reported cut: the detector may report a cut frames later.
+        score, threshold = self.detector.frame_score, self.detector.threshold
+        gap = index - self.last
+        if before is not None and score >= threshold and not is_clear_cut(score=score, gap=gap, motion=self.motion,
+                                                                           threshold=threshold):
+            self.detector.restore(before)
+            return False
+        self.motion = score / max(1, gap)
+        if self.timeline is not None:
+            # Performance: where the picture moves fast enough that a gap of skipped frames
+            # could cross the threshold by motion alone, every gap would need decoding
+            # again: decode every frame there instead, until it calms down.
+            self.timeline.decode_all = self.motion * BUSY_GAP >= threshold
+        if self.last < 0:
+            self.rotation = decode.upright_rotation(frame)
+        time_s = decode.frame_time(frame, index, float(self.rate))
+        self.limits.check_frame(self.path, index, frame, time_s)
+        self.times.append(time_s)
+        if self.timeline is None:  # else the timeline knows them, skipped frames too
+            self.pts.append(frame.pts if frame.pts is not None else -1)
+            if frame.key_frame:
+                self.keyframes.append(index)
+        if index in self.keep_frames:
+            self.kept[index] = self.hold(index, frame) if self.hold else decode.upright_image(frame)
+        duration = decode.frame_duration(frame)
+        if duration:
+            self.last_duration = duration
+        luma = planes[:self.small_h]
+        mean, has = luma_stats(luma)
+        self._fill(index)
+        self.content.append(has)
+        self.luma.append(mean)
+        self.thumbs += cv2.resize(luma, (THUMB_SIDE, THUMB_SIDE), interpolation=cv2.INTER_AREA).tobytes()
+        self.cuts += found
+        if self.pool is not None:
+            for cut in found:
+                self.pool.cut(cut)
+            self.pool.offer(index, frame, Quality(has, sharpness(luma)))  # quality.rate, content known
+        self.last = index
+        return True
+
+    def _fill(self, count):
+        """Frames skipped since the last decoded one look like it, to the filters."""
+        while len(self.content) < count:
+            self.content.append(self.content[-1])
+            self.luma.append(self.luma[-1])
+            self.thumbs += self.thumbs[-THUMB_SIDE * THUMB_SIDE:]
+
+    def finish(self, count):
+        self.cuts += [tc.frame_num for tc in self.detector.post_process(FrameTimecode(count, self.rate))]
+        if self.content:
+            self._fill(count)

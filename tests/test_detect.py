@@ -1,0 +1,118 @@
+"""What detect.py assumes of PySceneDetect 0.7.2, pinned: should an upgrade change any of
+it, these fail before a cut moves unnoticed."""
+
+from fractions import Fraction
+
+import scenedetect
+from media import draw_frame, make_video
+
+import detect
+from detect import ScoringDetector
+
+RATE = Fraction(25)  # as a stream gives it (FrameTimecode refuses an int rate)
+
+
+def frames(count, colour=0, start=0):
+    """Small BGR frames of one scene (a colour and a moving barcode)."""
+    from media import COLOURS
+
+    return [draw_frame(n, COLOURS[colour], 96, 64, n) for n in range(start, start + count)]
+
+
+def run(detector, images, first=0):
+    """Feed `images` as frames first, first+1, ...: (cut frame numbers, frame scores)."""
+    cuts, scores = [], []
+    for number, image in enumerate(images, first):
+        cuts += [tc.frame_num for tc in detector.process_frame(scenedetect.FrameTimecode(number, RATE), image)]
+        scores.append(detector.frame_score)
+    return cuts, scores
+
+
+def test_the_pinned_version():
+    """Re-read scenedetect/detectors/content_detector.py and detector.py (FlashFilter)
+    before changing this: ScoringDetector reads `_frame_score` and `_threshold` and copies
+    `_flash_filter`, as AdaptiveDetector does."""
+    assert scenedetect.__version__ == "0.7.2"
+    assert issubclass(ScoringDetector, scenedetect.ContentDetector)
+    detector = ScoringDetector(threshold=31.5, min_scene_len=15)
+    assert {"_frame_score", "_threshold", "_last_frame", "_flash_filter"} <= set(vars(detector))
+    assert detector.threshold == 31.5
+    assert detector.frame_score == 0.0  # nothing seen yet
+
+
+def test_frame_score_is_what_the_threshold_is_compared_against():
+    """With min_scene_len 0 the flash filter is off: a cut is reported exactly where the
+    score reaches the threshold, so `frame_score` is the detector's own score."""
+    images = frames(10, 0) + frames(10, 1, 10) + frames(10, 2, 20)
+    images[25] = images[25] * 0  # one black frame: into it and out of it
+    cuts, scores = run(ScoringDetector(threshold=27.0, min_scene_len=0), images)
+    assert cuts == [n for n, score in enumerate(scores) if score >= 27.0]
+    assert cuts == [10, 20, 25, 26]
+    assert scores[0] == 0.0 and max(scores[1:10]) < 27.0  # the first frame; motion within a scene
+
+
+def test_snapshot_and_restore_undo_the_frames_in_between():
+    """Restored, the detector goes on as if it had never seen the frames since the
+    snapshot: the same scores and cuts (the flash filter's state included) as one that
+    did not."""
+    before, between, after = frames(20, 0), frames(12, 3, 20), frames(20, 1, 20) + frames(30, 2, 40)
+    plain = ScoringDetector(threshold=27.0, min_scene_len=15)
+    run(plain, before)
+    expected = run(plain, after, first=20)
+    expected_end = [tc.frame_num for tc in plain.post_process(scenedetect.FrameTimecode(70, RATE))]
+
+    undone = ScoringDetector(threshold=27.0, min_scene_len=15)
+    run(undone, before)
+    state = undone.snapshot()
+    seen = run(undone, between, first=20)
+    assert max(seen[1]) >= 27.0  # the frames in between did cross the threshold
+    undone.restore(state)
+    assert run(undone, after, first=20) == expected
+    assert [tc.frame_num for tc in undone.post_process(scenedetect.FrameTimecode(70, RATE))] == expected_end
+    assert expected[0] == [20, 40]
+
+
+def test_the_flash_filter_reports_a_cut_late_and_post_process_reports_the_last(tmp_path):
+    """MERGE mode (the default): cuts come as FrameTimecodes, a cut closer than
+    min_scene_len to the one before is merged, and post_process flushes what is pending."""
+    detector = ScoringDetector(threshold=27.0, min_scene_len=15)
+    cuts, _ = run(detector, frames(20, 0) + frames(5, 1, 20) + frames(30, 2, 25))
+    end = detector.post_process(scenedetect.FrameTimecode(55, RATE))
+    assert all(isinstance(tc, scenedetect.FrameTimecode) for tc in end)
+    assert cuts + [tc.frame_num for tc in end] == [20]
+
+
+def test_detect_finds_pyscenedetect_s_own_cuts(tmp_path):
+    """The whole pass 1 against PySceneDetect's own API (its OpenCV backend, its
+    SceneManager's downscale) on a generated video."""
+    path = tmp_path / "four.mp4"
+    cuts = make_video(path, [40, 30, 50, 25])
+    scenes = scenedetect.detect(str(path), scenedetect.ContentDetector())
+    theirs = [start.frame_num for start, _ in scenes[1:]]
+    assert theirs == cuts == detect.detect(path).cuts == detect.detect(path, skip_nonref=True).cuts
+
+
+def test_importing_scenedetect_runs_ffmpeg_but_importing_detect_does_not(tmp_path):
+    """PySceneDetect 0.7.2 runs `ffmpeg -v quiet` at import (to learn whether it could
+    split videos); detect.py hides PATH from that probe only, and puts PATH back. Should
+    a release stop probing, the PATH tweak can go."""
+    import os
+    import subprocess
+    import sys
+
+    from conftest import ROOT
+
+    marker = tmp_path / "ran"
+    fake = tmp_path / "bin" / "ffmpeg"
+    fake.parent.mkdir()
+    fake.write_text(f"#!/bin/sh\n: > {marker}\n")  # a shell builtin: PATH has nothing else
+    fake.chmod(0o755)
+    env = dict(os.environ, PATH=str(fake.parent))
+
+    subprocess.run([sys.executable, "-c", "import scenedetect"], env=env, cwd=ROOT, check=True)
+    assert marker.exists()
+    marker.unlink()
+    after = subprocess.run([sys.executable, "-c", "import os, detect; print(os.environ['PATH'])"], env=env, cwd=ROOT,
+                           check=True, capture_output=True, text=True)
+    assert not marker.exists()
+    assert after.stdout.strip() == str(fake.parent)
