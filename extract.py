@@ -474,14 +474,23 @@ def find_gradual_transitions(thumbs, content, cuts, flashes):
 # --- Pass 1: detection -----------------------------------------------------------------------
 
 
-def _open(path):
-    """Open the container and its first video stream, or raise VideoError."""
+def _open(path, max_pixels=0):
+    """Open the container and its first video stream, or raise VideoError.
+
+    `max_pixels` (0: no limit) goes to FFmpeg as the decoders' `max_pixels` option while
+    av.open probes the streams (avformat_find_stream_info decodes a first frame): a
+    header claiming 16000x16000 then costs no 384 MiB frame before `_check_limits`
+    refuses it from the dimensions the probe still reads from the header.
+    Performance: the 16000x16000 file's peak RSS at open, 632 -> 127 MiB."""
     if not os.path.isfile(path):
         raise VideoError(path, "no such file")
     if os.path.getsize(path) == 0:
         raise VideoError(path, "the file is empty (0 bytes)")
     try:
-        container = av.open(str(path), metadata_errors="ignore")
+        # `options` (not `stream_options`, which PyAV refuses for formats such as MPEG-TS
+        # that expose no stream before probing) reach every stream's probe decoder.
+        options = {"max_pixels": str(max_pixels)} if max_pixels else None
+        container = av.open(str(path), metadata_errors="ignore", options=options)
     except av.FFmpegError as err:
         raise VideoError(path, f"not a readable video file ({_reason(err)})") from None
     if not container.streams.video:
@@ -542,7 +551,7 @@ class _NoTimeline(Exception):
 
 def _detect(path, threshold, min_scene_len, check, progress, keep, hold, max_pixels, max_duration_s,
             flash_filter, gradual, pool, skip_nonref):
-    container, stream = _open(path)
+    container, stream = _open(path, max_pixels)
     with container:
         _check_limits(path, stream, max_pixels, max_duration_s)
         rate = stream.average_rate or stream.guessed_rate or Fraction(25)
