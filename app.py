@@ -249,7 +249,7 @@ def s3_fault(err: Exception, *, bucket: str, setting: str) -> Fault:
         status = err.response.get("ResponseMetadata", {}).get("HTTPStatusCode") or 0
         if code in S3_PASSING_CODES or status >= 500 or status == 429:
             return Fault("passing", f"S3 {code or status}", _describe(err))
-        if code == "NoSuchBucket":
+        if code == "NoSuchBucket" or status == 404:  # a missing key's 404 was the caller's to take
             return Fault("setup", "S3 NoSuchBucket", f"bucket {bucket!r} does not exist: fix {setting}")
         if code in S3_CREDENTIAL_CODES:
             return Fault("setup", f"S3 {code}", f"S3 rejected the AWS credentials ({code}): fix the function's role or keys")

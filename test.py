@@ -185,11 +185,24 @@ def bulk(argv):
     return status
 
 
+def _config_error():
+    """The settings' error (config.ConfigError names the variable), or None."""
+    try:
+        import config  # noqa: F401 - imported to check the settings
+    except ValueError as err:  # config.ConfigError
+        return str(err)
+    return None
+
+
 def main(argv):
     _in_venv()
     os.chdir(HERE)
     sys.path.insert(0, HERE)
     command = argv[0] if argv and not argv[0].startswith("-") else None
+    problem = _config_error()
+    if problem:
+        print(f"error: {problem}", file=sys.stderr)
+        return 2
     if command is None:
         return run_suite(argv)
     if command in ("demo", "single", "bulk", "soak"):
