@@ -65,7 +65,7 @@ def demo(argv):
             return 2
     try:
         with tempfile.TemporaryDirectory() as scratch, Stack() as stack:
-            os.environ.update(stack.env)
+            _settings_from(stack.env)
             import app
             import config
             from extract import contact_sheet_from_folder
@@ -120,7 +120,7 @@ def soak(argv):
     from soak import run_soak, soak_ok
 
     with tempfile.TemporaryDirectory() as scratch, Stack() as stack:
-        os.environ.update(stack.env)
+        _settings_from(stack.env)
         import app  # noqa: F401 - configured from the stack's environment
 
         print(f"soak: {messages} messages, 10% of S3 and 5% of PostgREST requests failing, 5% poison", file=sys.stderr)
@@ -185,6 +185,16 @@ def bulk(argv):
     return status
 
 
+def _settings_from(env):
+    """Point the settings at `env` (the local stack's): main checked them before it was up."""
+    import importlib
+
+    import config
+
+    os.environ.update(env)
+    importlib.reload(config)
+
+
 def _config_error():
     """The settings' error (config.ConfigError names the variable), or None."""
     try:
@@ -199,6 +209,8 @@ def main(argv):
     os.chdir(HERE)
     sys.path.insert(0, HERE)
     command = argv[0] if argv and not argv[0].startswith("-") else None
+    if command in ("single", "bulk") and "--debug" in argv:
+        os.environ["DEBUG"] = "true"  # before the settings are read
     problem = _config_error()
     if problem:
         print(f"error: {problem}", file=sys.stderr)

@@ -123,16 +123,19 @@ with av.open(sys.argv[1], "w") as out:
     out.mux(stream.encode())
 """
 
-# Opens it as the service does and prints the error and the peak RSS in MiB.
+# Opens it as the service does and prints the error and the peak RSS in MiB. VmHWM, not
+# getrusage's ru_maxrss: Linux carries ru_maxrss over exec, so a child of the (large)
+# pytest process would report the parent's size.
 MEASURE = """
-import resource, sys
+import re, sys
 import extract
 try:
     extract.extract(sys.argv[1], sys.argv[2], extract.Settings(max_pixels=4096 * 2304, max_duration_s=1800))
     print("extracted")
 except extract.VideoError as err:
     print(err)
-print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024)
+with open("/proc/self/status") as status:
+    print(int(re.search(r"VmHWM:\\s+(\\d+) kB", status.read()).group(1)) // 1024)
 """
 
 
