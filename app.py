@@ -944,7 +944,7 @@ def process_batch(sqs, queue_url, messages, batch_seconds=900, stop=None):
     done = [{"Id": str(i), "ReceiptHandle": m["ReceiptHandle"]} for i, m in enumerate(messages) if m["MessageId"] not in failed]
     if done:
         sqs.delete_message_batch(QueueUrl=queue_url, Entries=done)
-    if stop and stop():  # interrupted: what was not finished goes back to the queue now
+    if isinstance(stop, _Stopping) and stop():  # interrupted: what was not finished goes back to the queue now
         _release(sqs, queue_url, [m for m in messages if m["MessageId"] in failed])
     return response
 

@@ -125,6 +125,31 @@ class FakeContext:
         return self.remaining
 
 
+@pytest.fixture(scope="session")
+def clip(tmp_path_factory):
+    """Three 30-frame scenes with hard cuts (frames 15, 45, 75 are their middles)."""
+    from media import make_video
+
+    path = tmp_path_factory.mktemp("clips") / "three.mp4"
+    make_video(path, [30, 30, 30])
+    return path
+
+
+@pytest.fixture
+def s3_proxy(service, monkeypatch):
+    """A FaultProxy between the service and moto's S3."""
+    from faultproxy import FaultProxy
+
+    import app
+
+    proxy = FaultProxy(service.env["AWS_ENDPOINT_URL"])
+    monkeypatch.setenv("AWS_ENDPOINT_URL", proxy.url)
+    app.reset_clients()
+    yield proxy
+    proxy.close()
+    app.reset_clients()
+
+
 @pytest.fixture
 def logs():
     capture = LogCapture()

@@ -12,8 +12,6 @@ import threading
 
 import pytest
 from conftest import sqs_event
-from faultproxy import FaultProxy
-from media import make_video
 
 import app
 import config
@@ -48,28 +46,11 @@ class Silent:
             conn.close()
 
 
-@pytest.fixture(scope="module")
-def clip(tmp_path_factory):
-    path = tmp_path_factory.mktemp("deadline") / "three.mp4"
-    make_video(path, [30, 30, 30])
-    return path
-
-
 @pytest.fixture
 def original(service, monkeypatch):
     for name, value in ORIGINAL_README.items():
         monkeypatch.setattr(config, name, value)
     return service
-
-
-@pytest.fixture
-def s3_proxy(original, monkeypatch):
-    proxy = FaultProxy(original.env["AWS_ENDPOINT_URL"])
-    monkeypatch.setenv("AWS_ENDPOINT_URL", proxy.url)
-    app.reset_clients()
-    yield proxy
-    proxy.close()
-    app.reset_clients()
 
 
 def run_with_deadline(service, code):

@@ -6,28 +6,10 @@ import time
 
 import pytest
 from conftest import FakeContext, sqs_event
-from faultproxy import FaultProxy
-from media import make_video
 
 import app
 import config
 from stack import jwt
-
-
-@pytest.fixture(scope="module")
-def clip(tmp_path_factory):
-    path = tmp_path_factory.mktemp("failures") / "three.mp4"
-    make_video(path, [30, 30, 30])
-    return path
-
-
-@pytest.fixture
-def s3_proxy(service, monkeypatch):
-    proxy = FaultProxy(service.env["AWS_ENDPOINT_URL"])
-    monkeypatch.setenv("AWS_ENDPOINT_URL", proxy.url)
-    app.reset_clients()
-    yield proxy
-    proxy.close()
 
 
 def run(*codes, receive_count=1):
