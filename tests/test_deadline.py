@@ -12,6 +12,7 @@ import threading
 
 import pytest
 from conftest import sqs_event
+from faultproxy import FaultProxy
 
 import app
 import config
@@ -110,3 +111,24 @@ def test_upload_to_a_server_that_hangs_reads_slowly_or_trickles(original, clip, 
     assert_gave_up_in_time(original, response, left_ms, "slowput", "upload")
     s3_proxy.clear()
     assert "ig/slowput/frames/manifest.json" not in original.frame_keys("slowput")
+
+
+def test_supabase_that_never_answers(original, clip, monkeypatch):
+    """The status read hangs, and so does the error row's insert (which may use 4 s of the
+    reserve): the log line is the record, and the handler still returns in time."""
+    original.add_video("dbhang", video=clip)
+    proxy = FaultProxy(original.env["SUPABASE_URL"])
+    proxy.hang_next(100)
+    monkeypatch.setattr(config, "SUPABASE_URL", proxy.url)
+    monkeypatch.setattr(config, "SUPABASE_TIMEOUT", 60.0)
+    app.reset_clients()
+    try:
+        response, left_ms = run_with_deadline(original, "dbhang")
+    finally:
+        proxy.close()
+        app.reset_clients()
+    [result] = response["results"]
+    assert response["batchItemFailures"] == [{"itemIdentifier": "msg-0"}]
+    assert (result["status"], result["stage"]) == ("retry", "status"), result
+    assert left_ms >= FLOOR_MS, f"returned with {left_ms} ms left: {result}"
+    assert original.retries() == []  # Supabase never took the row: the log line is the record
