@@ -133,18 +133,29 @@ def test_a_missing_column_is_a_setting_to_fix(service, logs, monkeypatch):
     stack.sql("create table if not exists public.old_errors (id bigint generated always as identity primary key, "
               "code text, platform text, stage text, error text, message_id text); "
               "grant select, insert on public.old_errors to service_role; notify pgrst, 'reload schema'")
-    for _ in range(50):  # PostgREST reloads its schema cache
+    from postgrest.exceptions import APIError
+
+    for _ in range(100):  # until PostgREST's reloaded schema cache has the table (and not the columns)
         try:
-            app.supabase().table("old_errors").select("id").limit(1).execute()
-            break
-        except Exception:
-            time.sleep(0.1)
+            app.supabase().table("old_errors").insert({"code": "x", "platform": "x", "stage": "x", "error": "x",
+                                                       "retryable": False}).execute()
+        except APIError as err:
+            if err.code in ("PGRST204", "42703"):
+                break
+        time.sleep(0.1)
     monkeypatch.setattr(config, "ERRORS_TABLE", "old_errors")
     service.add_video("oldcols")  # no S3 object: a permanent error
     try:
         [result] = run("oldcols")["results"]
     finally:
         stack.sql("drop table public.old_errors; notify pgrst, 'reload schema'")
+        for _ in range(100):  # the next test finds the schema cache reloaded
+            try:
+                app.supabase().table("old_errors").select("id").limit(1).execute()
+            except APIError as err:
+                if err.code in ("42P01", "PGRST205"):
+                    break
+            time.sleep(0.1)
     assert result["status"] == "retry" and "recording it failed" in result["error"], result
     assert "a column is missing" in result["error"]
 
