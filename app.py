@@ -11,10 +11,20 @@ in exactly one fate, decided in one place (`handle_record`):
 - extracted, or skipped (already extracted, duplicate in the batch)  -> acknowledged;
 - a PermanentError (bad video, missing object, unknown video, not downloaded)
   -> an `extraction_errors` row, then acknowledged;
-- a RetryableError (S3 or Supabase unreachable, the Lambda deadline), a malformed
-  body, or anything unexpected -> `batchItemFailures`: SQS delivers it again (after a
-  back-off the handler sets as the message's visibility timeout; a malformed body at
-  once) and, after maxReceiveCount, moves it to the dead-letter queue. Nothing is dropped.
+- a RetryableError (S3 or Supabase unreachable, the Lambda deadline, or a setup to fix:
+  a missing bucket, access denied, a rejected key, a missing table or column, a bad
+  setting), or anything unexpected -> an `extraction_errors` row where Supabase takes it
+  (`retryable`, the receive count as `attempt`, `final` on the last receive), then
+  `batchItemFailures`: SQS delivers it again and, after maxReceiveCount (MAX_RECEIVES),
+  moves it to the dead-letter queue (after a back-off the handler sets as the message's
+  visibility timeout; a malformed body at once);
+- a malformed body -> an error log (no trustworthy key to record it under), then
+  `batchItemFailures`, and so in the end the dead-letter queue. Nothing is dropped.
+
+Time: no S3 or Supabase attempt starts unless it can end before the MIN_REMAINING_MS
+reserve; each runs with its timeouts clamped to the time left and is abandoned when the
+reserve is reached (`with_retries`), so the handler returns with at least
+MIN_REMAINING_MS - 5 s left whatever S3 does.
 
 Every record also leaves one metrics line (CloudWatch's embedded metric format).
 
@@ -26,18 +36,29 @@ import contextlib
 import contextvars
 import json
 import logging
+import math
 import os
 import random
 import re
 import shutil
+import signal
 import sys
 import tempfile
 import threading
 import time
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
+from typing import Any, NamedTuple
 
-import config
+try:
+    import config
+
+    CONFIG_ERROR = None
+except ValueError as _err:  # config.ConfigError: a bad setting, named in the message
+    # The CLI and the worker print it and exit 2; the handler fails every record with
+    # it as a retryable error (a misconfiguration is never acknowledged).
+    config, CONFIG_ERROR = None, str(_err)
 from extract import Settings, VideoError, extract
 
 # --- Errors: a stage and a cause; the type decides the message's fate ----------------------
@@ -56,7 +77,14 @@ class PermanentError(StageError):
 
 
 class RetryableError(StageError):
-    """A passing fault (network, 5xx, timeout, deadline): return the message to SQS."""
+    """A passing fault (network, 5xx, timeout, deadline) or a setup to fix: return the
+    message to SQS. `code` names the cause without the record's details (a whole batch
+    failing for one `code` is reported once); `setup` says a person must fix something
+    (logged at ERROR with what to fix) rather than wait."""
+
+    def __init__(self, stage, cause, code="retry", setup=False):
+        super().__init__(stage, cause)
+        self.code, self.setup = code, setup
 
 
 class Skip(Exception):
@@ -91,14 +119,14 @@ class JsonFormatter(logging.Formatter):
         if _cold_start.get() is not None:
             line["cold_start"] = _cold_start.get()
         line.update(getattr(record, "fields", {}))
-        if record.exc_info and config.DEBUG:
+        if record.exc_info and getattr(config, "DEBUG", False):
             line["traceback"] = self.formatException(record.exc_info)
         return _mask(json.dumps(line, default=str))
 
 
 def _mask(text):
-    for secret in (config.SUPABASE_KEY, os.environ.get("AWS_SECRET_ACCESS_KEY"), os.environ.get("AWS_SESSION_TOKEN"),
-                   *_secrets_read):
+    for secret in (getattr(config, "SUPABASE_KEY", ""), os.environ.get("AWS_SECRET_ACCESS_KEY"),
+                   os.environ.get("AWS_SESSION_TOKEN"), *_secrets_read):
         if secret and len(secret) >= 8:
             text = text.replace(secret, "***")
     return text
@@ -110,7 +138,7 @@ if not log.handlers:
     _handler.setFormatter(JsonFormatter())
     log.addHandler(_handler)
     log.propagate = False
-log.setLevel(logging.DEBUG if config.DEBUG else logging.INFO)
+log.setLevel(logging.DEBUG if getattr(config, "DEBUG", False) else logging.INFO)
 
 
 def emit(level, msg, **fields):
@@ -129,19 +157,40 @@ _clients = {}
 _clients_lock = threading.Lock()
 
 
-def s3():
+def s3(timeout: float = math.inf):
+    """The S3 client for one attempt that may last `timeout` seconds: its connect and read
+    timeouts are S3_CONNECT_TIMEOUT and S3_READ_TIMEOUT clamped to that (in whole seconds,
+    at least 1). botocore makes one attempt (max_attempts 1): `with_retries` owns the
+    retries, so no layer of retries hides under ours.
+    Performance: a client costs 19 ms to create; one is kept per clamped pair, and the
+    clamping only starts within S3_READ_TIMEOUT of the reserve."""
+    limit = max(1.0, math.floor(timeout)) if timeout < math.inf else math.inf
+    connect, read = min(config.S3_CONNECT_TIMEOUT, limit), min(config.S3_READ_TIMEOUT, limit)
     with _clients_lock:
-        if "s3" not in _clients:
+        if ("s3", connect, read) not in _clients:
             import boto3
             from botocore.config import Config
 
-            _clients["s3"] = boto3.client("s3", config=Config(
-                retries={"total_max_attempts": config.S3_RETRIES, "mode": "standard"},
-                connect_timeout=config.S3_CONNECT_TIMEOUT,
-                read_timeout=config.S3_READ_TIMEOUT,
+            _clients["s3", connect, read] = boto3.client("s3", config=Config(
+                retries={"total_max_attempts": 1, "mode": "standard"},
+                connect_timeout=connect, read_timeout=read,
                 max_pool_connections=max(10, config.UPLOAD_WORKERS * config.CONCURRENCY_LIMIT),
             ))
-        return _clients["s3"]
+        return _clients["s3", connect, read]
+
+
+# The timeout of the Supabase attempt this thread makes (set by with_retries).
+_attempt_timeout = contextvars.ContextVar("attempt_timeout", default=None)
+
+
+def _clamp_request_timeout(request):
+    """httpx request hook: the attempt's clamped timeout replaces the client's (httpx reads
+    it from the request's documented `timeout` extension)."""
+    seconds = _attempt_timeout.get()
+    if seconds is not None:
+        import httpx
+
+        request.extensions["timeout"] = httpx.Timeout(min(config.SUPABASE_TIMEOUT, seconds)).as_dict()
 
 
 def supabase():
@@ -156,7 +205,8 @@ def supabase():
             # supabase-py truncates a float timeout to an int (and deprecates passing one):
             # give it an httpx client with an httpx.Timeout. Its own retries sleep 1+2+4 s;
             # ours (SUPABASE_RETRIES) are shorter.
-            http = httpx.Client(timeout=httpx.Timeout(config.SUPABASE_TIMEOUT), follow_redirects=True)
+            http = httpx.Client(timeout=httpx.Timeout(config.SUPABASE_TIMEOUT), follow_redirects=True,
+                                event_hooks={"request": [_clamp_request_timeout]})
             options = ClientOptions(httpx_client=http, postgrest_client_retry=False)
             _clients["supabase"] = create_client(config.SUPABASE_URL, key, options)
         return _clients["supabase"]
@@ -210,33 +260,181 @@ def reset_clients():
         _clients.clear()
 
 
-def with_retries(stage, what, call, attempts, delay, permanent=lambda err: None):
-    """Run `call()`, retrying passing failures. `permanent(err)` may turn an error into a
-    PermanentError message instead (e.g. a 404); anything else left after the last
-    attempt becomes a RetryableError. No retry starts inside the Lambda deadline's reserve."""
+# --- Faults: what a library error means ----------------------------------------------------
+
+
+class Fault(NamedTuple):
+    """What an exception from S3 or Supabase means: `kind` is "permanent" (retrying cannot
+    help: record and acknowledge), "setup" (retryable, but a person must fix `reason`) or
+    "passing" (retry); `code` names the cause in a few words."""
+
+    kind: str
+    code: str
+    reason: str
+
+
+class AttemptAbandoned(TimeoutError):
+    """An attempt still running when the time left for it ran out (a trickling answer)."""
+
+
+S3_PASSING_CODES = {"InternalError", "ServiceUnavailable", "SlowDown", "RequestTimeout", "Throttling",
+                    "ThrottlingException", "RequestTimeTooSkewed", "OperationAborted", "500", "502", "503", "504"}
+S3_CREDENTIAL_CODES = {"InvalidAccessKeyId", "SignatureDoesNotMatch", "ExpiredToken", "InvalidToken",
+                       "TokenRefreshRequired", "InvalidSecurity"}
+
+
+def s3_fault(err: Exception, *, bucket: str, setting: str) -> Fault:
+    """Classify an S3 error. Only a missing key is permanent, and the caller decides that
+    (a HEAD's 404 does not say whether the key or the bucket is missing). Everything
+    that says the setup is wrong is "setup"; timeouts, resets, 5xx and throttling are
+    "passing". botocore's ReadTimeoutError and ConnectTimeoutError carry no response."""
+    from botocore.exceptions import (
+        BotoCoreError,
+        ClientError,
+        NoCredentialsError,
+        NoRegionError,
+        ParamValidationError,
+        PartialCredentialsError,
+    )
+
+    if isinstance(err, ClientError):
+        error = err.response.get("Error", {})
+        code = str(error.get("Code") or "")
+        status = err.response.get("ResponseMetadata", {}).get("HTTPStatusCode") or 0
+        if code in S3_PASSING_CODES or status >= 500 or status == 429:
+            return Fault("passing", f"S3 {code or status}", _describe(err))
+        if code == "NoSuchBucket" or status == 404:  # a missing key's 404 was the caller's to take
+            return Fault("setup", "S3 NoSuchBucket", f"bucket {bucket!r} does not exist: fix {setting}")
+        if code in S3_CREDENTIAL_CODES:
+            return Fault("setup", f"S3 {code}", f"S3 rejected the AWS credentials ({code}): fix the function's role or keys")
+        if code in ("AccessDenied", "AllAccessDisabled", "AccountProblem", "403") or status == 403:
+            return Fault("setup", "S3 AccessDenied",
+                         f"access denied to bucket {bucket!r} ({code or status}): grant the function s3:GetObject, "
+                         f"s3:PutObject, s3:DeleteObject and s3:ListBucket as template.yaml does, or fix {setting}")
+        if code in ("PermanentRedirect", "AuthorizationHeaderMalformed", "301", "IllegalLocationConstraintException"):
+            return Fault("setup", f"S3 {code}", f"bucket {bucket!r} is in another region ({code}): set AWS_REGION to it")
+        return Fault("setup", f"S3 {code or status}", f"S3 refused the request ({_describe(err)}): check {setting} and the IAM policy")
+    if isinstance(err, NoCredentialsError | PartialCredentialsError):
+        return Fault("setup", "S3 no credentials", f"no AWS credentials ({_describe(err)}): give the function a role or set AWS keys")
+    if isinstance(err, NoRegionError | ParamValidationError):
+        return Fault("setup", f"S3 {type(err).__name__}", f"{_describe(err)}: fix {setting} or AWS_REGION")
+    if isinstance(err, BotoCoreError | OSError | AttemptAbandoned):  # timeouts, resets, refused connections
+        return Fault("passing", f"S3 {type(err).__name__}", _describe(err))
+    return Fault("passing", f"S3 {type(err).__name__}", _describe(err))
+
+
+def db_fault(err: Exception) -> Fault:
+    """Classify a Supabase (PostgREST) error: a rejected key, a role without grants, a
+    missing table or column are "setup"; 5xx, timeouts and lost connections "passing"."""
+    from postgrest.exceptions import APIError
+
+    if config is not None and isinstance(err, config.ConfigError):
+        return Fault("setup", "config", str(err))
+    if isinstance(err, APIError):
+        code = str(err.code or "")
+        text = _describe(err)
+        if code.startswith("PGRST3") or code == "401":
+            return Fault("setup", f"Supabase {code}", f"Supabase rejected SUPABASE_KEY ({text}): set the project's service_role key")
+        if code in ("42501", "403"):
+            return Fault("setup", f"Supabase {code}", f"the key's role may not do this ({text}): use the service_role key "
+                                                      "and the grants of supabase/migrations")
+        if code in ("PGRST205", "42P01", "PGRST106"):
+            return Fault("setup", f"Supabase {code}", f"a table is missing ({text}): apply supabase/migrations, "
+                                                      "or fix VIDEOS_TABLE / ERRORS_TABLE")
+        if code in ("PGRST204", "42703", "PGRST200"):
+            return Fault("setup", f"Supabase {code}", f"a column is missing ({text}): apply supabase/migrations")
+        if code == "404":
+            return Fault("setup", "Supabase 404", f"nothing answers at that path ({text}): fix SUPABASE_URL (https://<ref>.supabase.co)")
+        if (code[:1] == "4" and code.isdigit()) or code[:2] in ("22", "23"):
+            return Fault("setup", f"Supabase {code}", f"Supabase refused the request ({text}): apply supabase/migrations")
+        return Fault("passing", f"Supabase {code or 'error'}", text)
+    if type(err).__name__ in ("UnsupportedProtocol", "InvalidURL", "SupabaseException"):
+        return Fault("setup", "Supabase URL", f"{_describe(err)}: fix SUPABASE_URL")
+    return Fault("passing", f"Supabase {type(err).__name__}", _describe(err))
+
+
+# --- Attempts and retries, inside the deadline ---------------------------------------------
+
+MIN_ATTEMPT_S = 1.0  # no attempt starts with less than this left before the reserve
+
+
+def with_retries(stage: str, what: str, call: Callable[[float], Any], *, attempts: int, delay_s: float,
+                 classify: Callable[[Exception], Fault], reporting: bool = False):
+    """Run `call(timeout)` up to `attempts` times. Each attempt starts only with at least
+    MIN_ATTEMPT_S left before the reserve, gets the time left as `timeout` (the caller
+    clamps its own timeouts to it) and is abandoned when that time runs out, whatever
+    the server does; no delay is slept that would end inside the reserve. `classify`
+    turns a failure into a Fault: "permanent" raises PermanentError, "setup" a
+    RetryableError at once (retrying in this invocation cannot fix it), "passing" is
+    retried and, after the last attempt, a RetryableError. `reporting` calls (the error
+    row) may use REPORT_S of the reserve, and nothing more."""
     for attempt in range(1, attempts + 1):
-        if attempt > 1:
-            deadline().check(stage)
+        left = deadline().seconds_left(reporting=reporting)
+        if left < MIN_ATTEMPT_S:
+            raise RetryableError(stage, f"{what} not started: {max(left, 0):.1f} s left before the "
+                                        f"MIN_REMAINING_MS={config.MIN_REMAINING_MS} ms reserve", code="deadline")
         try:
-            return call()
+            return _bounded(left, call)
         except StageError:
             raise
         except Exception as err:  # any library error: classified right here
-            reason = permanent(err)
-            if reason:
-                raise PermanentError(stage, reason) from None
-            emit(logging.WARNING, f"{what} failed", attempt=attempt, attempts=attempts, error=_describe(err))
+            fault = classify(err)
+            if fault.kind == "permanent":
+                raise PermanentError(stage, fault.reason) from None
+            if fault.kind == "setup":
+                raise RetryableError(stage, f"{what}: {fault.reason}", code=fault.code, setup=True) from None
+            emit(logging.WARNING, f"{what} failed", attempt=attempt, attempts=attempts, error=fault.reason)
             if attempt == attempts:
-                raise RetryableError(stage, f"{what} failed after {attempts} attempts: {_describe(err)}") from None
-            time.sleep(delay)
+                raise RetryableError(stage, f"{what} failed after {attempts} attempts: {fault.reason}", code=fault.code) from None
+            if delay_s + MIN_ATTEMPT_S > deadline().seconds_left(reporting=reporting):
+                raise RetryableError(stage, f"{what} failed ({fault.reason}); no time for another attempt before the "
+                                            f"MIN_REMAINING_MS={config.MIN_REMAINING_MS} ms reserve", code=fault.code) from None
+            time.sleep(delay_s)
 
 
-def s3_call(stage, what, call, permanent=lambda err: None):
-    return with_retries(stage, what, call, config.S3_RETRIES, config.S3_RETRY_DELAY, permanent)
+def _bounded(seconds: float, call: Callable[[float], Any]):
+    """`call(seconds)`, abandoned after `seconds`. Without a deadline it runs right here;
+    with one, on a thread of its own (in a copy of this context), which this thread
+    stops waiting for when the time is up: a server trickling its answer a byte at a
+    time keeps every socket read under its timeout, and only a clock outside the call
+    can end it. The abandoned thread ends at its next deadline check or socket timeout.
+    Performance: a thread costs about 0.1 ms, next to a network round trip."""
+    if seconds == math.inf:
+        return call(seconds)
+    outcome = {}
+    context = contextvars.copy_context()
+
+    def run():
+        _attempt_timeout.set(seconds)
+        try:
+            outcome["value"] = call(seconds)
+        except BaseException as err:  # handed to the waiting thread
+            outcome["error"] = err
+
+    worker = threading.Thread(target=context.run, args=(run,), daemon=True, name="attempt")
+    worker.start()
+    worker.join(seconds)
+    if worker.is_alive():
+        raise AttemptAbandoned(f"no complete answer in {seconds:.1f} s, the time left before the reserve")
+    if "error" in outcome:
+        raise outcome["error"]
+    return outcome.get("value")
 
 
-def db_call(stage, what, call):
-    return with_retries(stage, what, call, config.SUPABASE_RETRIES, config.SUPABASE_RETRY_DELAY)
+def s3_call(stage, what, call, *, bucket, setting, permanent=lambda err: None):
+    """An S3 request `call(client)` with our retries; `permanent(err)` may name a missing
+    key (a PermanentError message)."""
+    def classify(err):
+        reason = permanent(err)
+        return Fault("permanent", "S3 missing", reason) if reason else s3_fault(err, bucket=bucket, setting=setting)
+
+    return with_retries(stage, what, lambda timeout: call(s3(timeout)), attempts=config.S3_RETRIES,
+                        delay_s=config.S3_RETRY_DELAY / 1000, classify=classify)
+
+
+def db_call(stage, what, call, *, reporting=False):
+    return with_retries(stage, what, lambda timeout: call(), attempts=config.SUPABASE_RETRIES,
+                        delay_s=config.SUPABASE_RETRY_DELAY, classify=db_fault, reporting=reporting)
 
 
 def _describe(err):
@@ -245,25 +443,36 @@ def _describe(err):
 
 
 def _s3_status(err):
-    return getattr(err, "response", {}).get("ResponseMetadata", {}).get("HTTPStatusCode")
+    return (getattr(err, "response", None) or {}).get("ResponseMetadata", {}).get("HTTPStatusCode")
 
 
 # --- The deadline --------------------------------------------------------------------------
 
+REPORT_S = 4.0  # of the reserve, for the error rows: the handler returns with at least
+# MIN_REMAINING_MS - 5 s left (the last second for removing temp folders and returning)
+
 
 class Deadline:
     """Lambda's remaining time. MIN_REMAINING_MS is kept for cleanup and reporting: no
-    record starts, and no decoding goes on, inside it. Without a context: no deadline."""
+    record starts, no decoding goes on and no S3 or Supabase attempt runs inside it,
+    except the error rows, which may use its first REPORT_S. Without a context: none."""
 
     def __init__(self, context):
         self.remaining_ms = getattr(context, "get_remaining_time_in_millis", None)
 
+    def seconds_left(self, reporting: bool = False) -> float:
+        """Seconds until the reserve (or, `reporting`, until REPORT_S into it)."""
+        if self.remaining_ms is None:
+            return math.inf
+        return (self.remaining_ms() - config.MIN_REMAINING_MS) / 1000 + (REPORT_S if reporting else 0)
+
     def expired(self):
-        return self.remaining_ms is not None and self.remaining_ms() < config.MIN_REMAINING_MS
+        return self.seconds_left() <= 0
 
     def check(self, stage="extract"):
         if self.expired():
-            raise RetryableError(stage, f"less than MIN_REMAINING_MS={config.MIN_REMAINING_MS} ms left before the Lambda timeout")
+            raise RetryableError(stage, f"less than MIN_REMAINING_MS={config.MIN_REMAINING_MS} ms left before the Lambda timeout",
+                                 code="deadline")
 
 
 # The deadline of the record this thread works on (set by handle_record; none elsewhere).
@@ -329,18 +538,36 @@ def check_status(shortcode, platform):
         raise Skip("status", "video is not downloaded yet", record=True)
 
 
+# A read returns only when its chunk is full: the deadline is checked at least this often.
+# Performance: 64 KiB chunks cost about 3 us of Python each, 50 ms for a 1 GB video; a
+# body trickling at 25 KB/s is checked every 2.6 s.
+DOWNLOAD_CHUNK = 64 * 1024
+
+
 def download(shortcode, platform, workdir):
     """Stage 3: fetch `{platform}/{code}/video.mp4` into the record's temp folder, after
-    checking its size against MAX_VIDEO_BYTES and the free space there."""
+    checking its size against MAX_VIDEO_BYTES and the free space there.
+
+    The body is read in chunks by this code (get_object, not s3transfer's download_file,
+    whose own retries and threads run under botocore's and ours with no deadline), so a
+    body trickling in is abandoned at the reserve. A 404 is permanent only when the
+    bucket exists: a missing bucket is a setting to fix."""
     bucket, key = config.S3_BUCKET_VIDEOS, f"{platform}/{shortcode}/video.mp4"
     path = os.path.join(workdir, "video.mp4")
+    where = {"bucket": bucket, "setting": "S3_BUCKET_VIDEOS"}
 
-    def missing(err):
-        if _s3_status(err) == 404 or getattr(err, "response", {}).get("Error", {}).get("Code") in ("404", "NoSuchKey", "NoSuchBucket"):
-            return f"s3://{bucket}/{key} does not exist"
-        return None
+    def not_found(err):
+        code = (getattr(err, "response", None) or {}).get("Error", {}).get("Code")
+        return code == "NoSuchKey" or (code in ("404", "NotFound") and _s3_status(err) == 404)
 
-    head = s3_call("download", "S3 head_object", lambda: s3().head_object(Bucket=bucket, Key=key), missing)
+    try:
+        head = s3_call("download", "S3 head_object", lambda client: client.head_object(Bucket=bucket, Key=key),
+                       permanent=lambda err: "missing" if not_found(err) else None, **where)
+    except PermanentError:
+        # HEAD answers 404 for a missing bucket too: ask the bucket before acknowledging.
+        s3_call("download", "S3 head_bucket", lambda client: client.head_bucket(Bucket=bucket),
+                **where)  # a missing bucket: NoSuchBucket (404) -> setup
+        raise PermanentError("download", f"s3://{bucket}/{key} does not exist") from None
     size = head["ContentLength"]
     if size > config.MAX_VIDEO_BYTES:
         raise PermanentError("download", f"video is {size} bytes, over MAX_VIDEO_BYTES={config.MAX_VIDEO_BYTES}")
@@ -348,15 +575,23 @@ def download(shortcode, platform, workdir):
         raise PermanentError("download", f"s3://{bucket}/{key} is empty (0 bytes)")
     free = shutil.disk_usage(workdir).free
     if size * 1.5 > free:  # the video plus room for its frames
-        raise RetryableError("download", f"not enough temp space: video is {size} bytes, {free} free")
+        raise RetryableError("download", f"not enough temp space: video is {size} bytes, {free} free", code="temp space")
 
-    def fetch():
-        s3().download_file(bucket, key, path)
+    def fetch(client):
+        body = client.get_object(Bucket=bucket, Key=key)["Body"]
+        try:
+            with open(path, "wb") as out:
+                for chunk in body.iter_chunks(DOWNLOAD_CHUNK):  # each read waits at most the read timeout
+                    deadline().check("download")
+                    out.write(chunk)
+        finally:
+            body.close()
         got = os.path.getsize(path)
         if got != size:
             raise OSError(f"downloaded {got} bytes, expected {size}")
 
-    s3_call("download", "S3 download", fetch, missing)
+    s3_call("download", "S3 download", fetch,
+            permanent=lambda err: f"s3://{bucket}/{key} does not exist" if not_found(err) else None, **where)
     emit(logging.DEBUG, "downloaded", bytes=size)
     return path
 
@@ -381,17 +616,38 @@ def extract_frames(video_path, frames_dir):
         raise PermanentError("extract", err.problem) from None
 
 
+class _DeadlineReader:
+    """A frame file as an upload body: every read first checks the deadline, so a PUT
+    the server takes in slowly is abandoned at the reserve. botocore needs read, seek
+    and tell (it reads the body once for its checksum, then again to send it)."""
+
+    def __init__(self, fh):
+        self.fh = fh
+
+    def read(self, size=-1):
+        deadline().check("upload")
+        return self.fh.read(size)
+
+    def seek(self, offset, whence=0):
+        return self.fh.seek(offset, whence)
+
+    def tell(self):
+        return self.fh.tell()
+
+
 def upload(shortcode, platform, frames_dir, manifest):
     """Stage 5: put the JPEGs in parallel, then manifest.json, then delete frames that an
     earlier run left with a higher index. The manifest goes last: a reader who finds it
-    finds every frame it lists."""
+    finds every frame it lists. DeleteObjects answers 200 with per-key errors (what S3
+    does for AccessDenied): those are failures too."""
     bucket, prefix = config.S3_BUCKET_FRAMES, f"{platform}/{shortcode}/frames/"
+    where = {"bucket": bucket, "setting": "S3_BUCKET_FRAMES"}
 
     def put(name, content_type):
-        def call():
+        def call(client):
             with open(os.path.join(frames_dir, name), "rb") as body:
-                s3().put_object(Bucket=bucket, Key=prefix + name, Body=body, ContentType=content_type)
-        s3_call("upload", f"S3 put {name}", call)
+                client.put_object(Bucket=bucket, Key=prefix + name, Body=_DeadlineReader(body), ContentType=content_type)
+        s3_call("upload", f"S3 put {name}", call, **where)
 
     names = [frame["file"] for frame in manifest["frames"]]
     context = contextvars.copy_context()
@@ -402,18 +658,25 @@ def upload(shortcode, platform, frames_dir, manifest):
             future.result()
     put("manifest.json", "application/json")
 
-    def stale():
+    def stale(client):
         found = []
-        for page in s3().get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix):
+        for page in client.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix):
             for item in page.get("Contents", []):
                 match = re.fullmatch(r"(\d+)\.jpg", item["Key"][len(prefix):])
                 if match and int(match.group(1)) >= len(names):
                     found.append({"Key": item["Key"]})
         for start in range(0, len(found), 1000):
-            s3().delete_objects(Bucket=bucket, Delete={"Objects": found[start:start + 1000], "Quiet": True})
+            errors = client.delete_objects(Bucket=bucket, Delete={"Objects": found[start:start + 1000], "Quiet": True}).get("Errors")
+            if errors:
+                codes = sorted({str(e.get("Code")) for e in errors})
+                setup = set(codes) <= {"AccessDenied", "AllAccessDisabled"}
+                raise RetryableError("upload", f"{len(errors)} stale frame(s) not deleted ({', '.join(codes)}: "
+                                               f"{errors[0].get('Key')}: {errors[0].get('Message')})"
+                                     + (": grant the function s3:DeleteObject on S3_BUCKET_FRAMES" if setup else ""),
+                                     code=f"S3 DeleteObjects {codes[0]}", setup=setup)
         return len(found)
 
-    removed = s3_call("upload", "S3 stale frame cleanup", stale)
+    removed = s3_call("upload", "S3 stale frame cleanup", stale, **where)
     emit(logging.DEBUG, "uploaded", frames=len(names), stale_removed=removed)
 
 
@@ -430,11 +693,16 @@ def mark_done(shortcode, platform, frame_count):
         raise RetryableError("mark_done", f"the update matched no row in {config.VIDEOS_TABLE} (row deleted, or the key may not update it)")
 
 
-def record_error(shortcode, platform, stage, error, message_id):
-    """Write an extraction_errors row. If this fails, the caller returns the message to
-    SQS: an error that was not recorded must not be acknowledged."""
-    row = {"code": shortcode, "platform": platform, "stage": stage, "error": error[:2000], "message_id": message_id}
-    db_call("record_error", "error row insert", lambda: supabase().table(config.ERRORS_TABLE).insert(row).execute())
+def record_error(shortcode, platform, stage, error, message_id, *, retryable=False, attempt=None, final=True):
+    """Write an extraction_errors row: `retryable` (SQS delivers the message again unless
+    `final`), `attempt` (SQS's receive count). For a permanent error, a failure here
+    makes the caller return the message to SQS: an error not recorded must not be
+    acknowledged. The row of a retryable error is best effort and may use REPORT_S of
+    the reserve (`reporting`): when Supabase is down, the log line is the record."""
+    row = {"code": shortcode, "platform": platform, "stage": stage, "error": error[:2000], "message_id": message_id,
+           "retryable": retryable, "attempt": attempt, "final": final}
+    db_call("record_error", "error row insert", lambda: supabase().table(config.ERRORS_TABLE).insert(row).execute(),
+            reporting=True)
 
 
 def _now():
@@ -467,11 +735,22 @@ def process_video(shortcode, platform):
         shutil.rmtree(workdir, ignore_errors=True)
 
 
+def receive_count(record) -> int | None:
+    """SQS's ApproximateReceiveCount of the record (None outside SQS: test.py single)."""
+    try:
+        return int((record.get("attributes") or {}).get("ApproximateReceiveCount"))
+    except (TypeError, ValueError):
+        return None
+
+
 def handle_record(record, request, record_deadline, duplicate=False):
     """Run one SQS record and decide its fate. Never raises.
 
     `request` is what `validate` made of the body: (shortcode, platform), or the
-    InvalidMessage it raised."""
+    InvalidMessage it raised. Every failure of a valid request is recorded in
+    extraction_errors: a permanent one must be (or the message goes back to SQS), a
+    retryable one is best effort, with the receive count and whether it was the last
+    receive before the dead-letter queue (MAX_RECEIVES)."""
     message_id = record.get("messageId")
     _context["message_id"].set(message_id)
     _deadline.set(record_deadline)
@@ -480,24 +759,42 @@ def handle_record(record, request, record_deadline, duplicate=False):
     _context["platform"].set(platform)
     set_stage("validate")
     started = time.monotonic()
+    attempt = receive_count(record)
+    last = attempt is not None and attempt >= config.MAX_RECEIVES
     result = {"message_id": message_id, "shortcode": shortcode, "platform": platform,
-              "status": None, "frames": None, "seconds": None, "stage": None, "error": None}
+              "status": None, "frames": None, "seconds": None, "stage": None, "error": None,
+              "cause": None, "attempt": attempt}
 
-    def finish(status, level, msg, stage=None, error=None, frames=None):
-        result.update(status=status, stage=stage, error=error, frames=frames,
+    def finish(status, level, msg, stage=None, error=None, frames=None, cause=None, **fields):
+        result.update(status=status, stage=stage, error=error, frames=frames, cause=cause,
                       seconds=round(time.monotonic() - started, 3))
-        emit(level, msg, status=status, frames=frames, error=error, seconds=result["seconds"])
+        emit(level, msg, status=status, frames=frames, error=error, seconds=result["seconds"], **fields)
         emit_metrics(result)
         return result
 
+    def retry(err, msg=None):
+        try:
+            record_error(shortcode, platform, err.stage, err.cause, message_id, retryable=True, attempt=attempt, final=last)
+            recorded = True
+        except RetryableError as failed:
+            recorded = False
+            emit(logging.WARNING, "retryable error not recorded (this line is its record)", error=failed.cause)
+        if msg is None:
+            msg = ("setup error, fix it: returned to SQS" if err.setup else "retryable error: returned to SQS")
+        if last:
+            msg += f" for the last time (receive {attempt} of MAX_RECEIVES={config.MAX_RECEIVES}): the dead-letter queue is next"
+        level = logging.ERROR if err.setup or last or msg == "unexpected error" else logging.WARNING
+        return finish("retry", level, msg, err.stage, err.cause, cause=err.code, recorded=recorded, attempt=attempt,
+                      sqs_will_retry=not last)
+
     if isinstance(request, InvalidMessage):
         return finish("invalid", logging.ERROR, "malformed message: returned to SQS for the dead-letter queue",
-                      stage="validate", error=str(request))
+                      stage="validate", error=str(request), cause="malformed")
     if duplicate:
         return finish("duplicate", logging.INFO, "duplicate of an earlier record in this batch: skipped")
     try:
         if record_deadline.expired():
-            raise RetryableError("start", "too close to the Lambda timeout to start")
+            raise RetryableError("start", "too close to the Lambda timeout to start", code="deadline")
         set_stage("start")
         emit(logging.INFO, "started")
         frames = process_video(shortcode, platform)
@@ -505,22 +802,24 @@ def handle_record(record, request, record_deadline, duplicate=False):
     except Skip as skip:
         if skip.record:
             try:
-                record_error(shortcode, platform, skip.stage, skip.reason, message_id)
+                record_error(shortcode, platform, skip.stage, skip.reason, message_id, attempt=attempt)
             except RetryableError as err:
-                return finish("retry", logging.ERROR, "could not record the skip: retrying", err.stage, err.cause)
+                return finish("retry", logging.ERROR, "could not record the skip: retrying", err.stage, err.cause, cause=err.code)
         return finish("skipped", logging.INFO, f"skipped: {skip.reason}", stage=skip.stage, error=skip.reason if skip.record else None)
     except PermanentError as err:
         try:
-            record_error(shortcode, platform, err.stage, err.cause, message_id)
+            record_error(shortcode, platform, err.stage, err.cause, message_id, attempt=attempt)
         except RetryableError as failed:
             return finish("retry", logging.ERROR, "permanent error not recorded: retrying", err.stage,
-                          f"{err.cause} (and recording it failed: {failed.cause})")
+                          f"{err.cause} (and recording it failed: {failed.cause})", cause=failed.code)
         return finish("error", logging.ERROR, "permanent error recorded", err.stage, err.cause)
     except RetryableError as err:
-        return finish("retry", logging.WARNING, "retryable error: returned to SQS", err.stage, err.cause)
+        return retry(err)
+    except config.ConfigError as err:  # a setting read late (config.require): never acknowledged
+        return retry(RetryableError(_context["stage"].get(), str(err), code="config", setup=True))
     except Exception as err:  # a bug must not lose the message
         log.exception("unexpected error: returned to SQS", extra={"fields": {"error": _describe(err)}})
-        return finish("retry", logging.ERROR, "unexpected error", _context["stage"].get(), _describe(err))
+        return retry(RetryableError(_context["stage"].get(), _describe(err), code=type(err).__name__), "unexpected error")
 
 
 # --- Metrics: CloudWatch's embedded metric format ---------------------------------------------
@@ -559,14 +858,6 @@ def emit_metrics(result: dict) -> None:
 SQS_MAX_VISIBILITY_S = 43200  # SQS's bounds on a visibility timeout: 0 to 12 hours
 # One ChangeMessageVisibilityBatch call at worst: one attempt, 1 s to connect, 3 s to answer.
 VISIBILITY_CALL_MS = 4000
-
-
-def receive_count(record: dict) -> int:
-    """How many times SQS has delivered this record (1 for the first delivery)."""
-    try:
-        return max(1, int((record.get("attributes") or {}).get("ApproximateReceiveCount", 1)))
-    except (TypeError, ValueError):
-        return 1
 
 
 def backoff_seconds(status: str, receives: int) -> int | None:
@@ -621,7 +912,7 @@ def back_off(client, queue_url: str, records: list, results: list, *, batch_dead
     the record still goes back, after the queue's own visibility timeout."""
     entries = [(record, seconds) for record, result in zip(records, results, strict=True)
                if record.get("receiptHandle")
-               and (seconds := backoff_seconds(result["status"], receive_count(record))) is not None]
+               and (seconds := backoff_seconds(result["status"], receive_count(record) or 1)) is not None]
     for start in range(0, len(entries), 10):
         chunk = entries[start:start + 10]
         remaining = batch_deadline.remaining_ms() if batch_deadline.remaining_ms else None
@@ -684,6 +975,9 @@ def lambda_handler(event, context):
     "results": [...]}: the failures go back to the queue, everything else is deleted.
     """
     records = [r for r in (event or {}).get("Records", []) if isinstance(r, dict)]
+    problem = CONFIG_ERROR or _missing_settings()
+    if problem:
+        return _misconfigured(records, problem)
     batch_deadline = Deadline(context)
     request_id = getattr(context, "aws_request_id", None)
     _remove_stale_temp_folders()
@@ -701,11 +995,51 @@ def lambda_handler(event, context):
         # Each record runs in a fresh log context of its own.
         futures = [pool.submit(_record_context(request_id).run, handle_record, *job) for job in jobs]
         results = [future.result() for future in futures]
+    report_batch(results)
     invocation = contextvars.Context()
     invocation.run(_context["request_id"].set, request_id)
     invocation.run(_back_off_by_source, records, results, batch_deadline)
     failures = [{"itemIdentifier": r["message_id"]} for r in results if r["status"] in RETRY_STATUSES]
     return {"batchItemFailures": failures, "results": results}
+
+
+def report_batch(results):
+    """One ERROR line when every record of a batch (two or more) failed for one retryable
+    cause: a setup to fix or an outage, not a bad video.
+
+    The handler returns its partial response even then, rather than raising as
+    Powertools' BatchProcessor does by default: every message's fate is the same either
+    way (the whole batch comes back), but a raise throws the per-record response away
+    and makes the Lambda runtime log a stack trace, and AWS documents that with
+    ReportBatchItemFailures Lambda does not scale down its polling on failed
+    invocations, so the raise would not buy a backoff (see README, Reliability)."""
+    causes = {(r["stage"], r["cause"]) for r in results}
+    if len(results) >= 2 and len(causes) == 1 and all(r["status"] == "retry" for r in results):
+        [(stage, cause)] = causes
+        emit(logging.ERROR, f"every record of the batch failed for one cause: {stage}: {cause}",
+             records=len(results), failed_stage=stage, cause=cause, error=results[0]["error"])
+
+
+def _missing_settings():
+    """The settings every record needs (SUPABASE_KEY is checked where the client is made)."""
+    try:
+        config.require("S3_BUCKET_VIDEOS", "S3_BUCKET_FRAMES", "SUPABASE_URL")
+    except config.ConfigError as err:
+        return str(err)
+    return None
+
+
+def _misconfigured(records, problem):
+    """A bad setting fails every record as retryable, with an ERROR line naming it."""
+    results = []
+    for record in records:
+        _context["message_id"].set(record.get("messageId"))
+        emit(logging.ERROR, "configuration error, fix the setting: returned to SQS", status="retry", error=problem)
+        results.append({"message_id": record.get("messageId"), "shortcode": None, "platform": None, "status": "retry",
+                        "frames": None, "seconds": 0.0, "stage": "config", "error": problem, "cause": "config",
+                        "attempt": receive_count(record)})
+    _context["message_id"].set(None)
+    return {"batchItemFailures": [{"itemIdentifier": r["message_id"]} for r in results], "results": results}
 
 
 def _remove_stale_temp_folders():
@@ -737,7 +1071,9 @@ def _process_alive(pid):
 
 
 class LocalContext:
-    """Lambda's context as far as the handler uses it: `seconds` to go from now."""
+    """Lambda's context as far as the handler uses it: `seconds` to go from now.
+    `stop()` moves the deadline to the reserve at once: records in progress stop at
+    their next deadline check, go back to SQS and remove their temp folders."""
 
     def __init__(self, seconds):
         self.deadline = time.monotonic() + seconds
@@ -745,13 +1081,34 @@ class LocalContext:
     def get_remaining_time_in_millis(self):
         return int((self.deadline - time.monotonic()) * 1000)
 
+    def stop(self):
+        self.deadline = min(self.deadline, time.monotonic() + config.MIN_REMAINING_MS / 1000)
+
+
+class _Stopping:
+    """The worker's stop flag, set by SIGTERM or SIGINT, and the context of the batch in
+    progress, which it cuts short."""
+
+    def __init__(self):
+        self.requested, self.context = False, None
+
+    def __call__(self):
+        return self.requested
+
+    def signal(self, signum, frame):
+        self.requested = True
+        if self.context is not None:
+            self.context.stop()
+
 
 def run_worker(queue_url, batch_size=10, wait_seconds=5, batch_seconds=900, stop=None):
     """Do what Lambda's SQS event source mapping does, for videos too long for Lambda or
     machines of your own: receive up to `batch_size` messages, run lambda_handler with a
     deadline `batch_seconds` away, delete the acknowledged messages and leave the
     batchItemFailures to reappear after the visibility timeout (and, after the queue's
-    maxReceiveCount, to move to its dead-letter queue). Runs until `stop()` is true."""
+    maxReceiveCount, to move to its dead-letter queue). Runs until `stop()` is true; a
+    `_Stopping` also cuts the batch in progress short, and what it did not finish is
+    made visible again at once."""
     import boto3
 
     sqs = boto3.client("sqs")
@@ -760,8 +1117,10 @@ def run_worker(queue_url, batch_size=10, wait_seconds=5, batch_seconds=900, stop
         try:
             messages = sqs.receive_message(QueueUrl=queue_url, MaxNumberOfMessages=batch_size,
                                            WaitTimeSeconds=wait_seconds, AttributeNames=["All"]).get("Messages", [])
-            if messages:
-                process_batch(sqs, queue_url, messages, batch_seconds)
+            if messages and stop and stop():  # stopped during the long poll: hand them back
+                _release(sqs, queue_url, messages)
+            elif messages:
+                process_batch(sqs, queue_url, messages, batch_seconds, stop=stop)
                 handled += len(messages)
         except Exception as err:  # a worker outlives a queue hiccup
             # Messages not deleted come back after their visibility timeout: nothing is lost.
@@ -770,21 +1129,52 @@ def run_worker(queue_url, batch_size=10, wait_seconds=5, batch_seconds=900, stop
     return handled
 
 
-def process_batch(sqs, queue_url, messages, batch_seconds=900):
+def process_batch(sqs, queue_url, messages, batch_seconds=900, stop=None):
     """One batch of received SQS messages through lambda_handler, as the event source
     mapping hands it over; the acknowledged messages are deleted. Returns the response."""
     event = {"Records": [{"messageId": m["MessageId"], "receiptHandle": m["ReceiptHandle"], "body": m["Body"],
                           "attributes": m.get("Attributes", {}), "messageAttributes": {},
                           "eventSource": "aws:sqs"} for m in messages]}
     context = LocalContext(batch_seconds)
-    response = lambda_handler(event, context)
-    # The records carry no eventSourceARN: the worker backs off on its own queue.
-    back_off(sqs, queue_url, event["Records"], response["results"], batch_deadline=Deadline(context))
+    if isinstance(stop, _Stopping):
+        stop.context = context
+    try:
+        response = _awake(lambda_handler, event, context)
+    finally:
+        if isinstance(stop, _Stopping):
+            stop.context = None
+    if not (isinstance(stop, _Stopping) and stop()):  # stopped: _release below hands them back at once
+        # The records carry no eventSourceARN: the worker backs off on its own queue.
+        back_off(sqs, queue_url, event["Records"], response["results"], batch_deadline=Deadline(context))
     failed = {f["itemIdentifier"] for f in response["batchItemFailures"]}
     done = [{"Id": str(i), "ReceiptHandle": m["ReceiptHandle"]} for i, m in enumerate(messages) if m["MessageId"] not in failed]
     if done:
         sqs.delete_message_batch(QueueUrl=queue_url, Entries=done)
+    if isinstance(stop, _Stopping) and stop():  # interrupted: what was not finished goes back to the queue now
+        _release(sqs, queue_url, [m for m in messages if m["MessageId"] in failed])
     return response
+
+
+def _awake(function, *args):
+    """`function(*args)` on a thread of its own while this (the main) thread wakes twice a
+    second: the kernel may hand SIGTERM to any thread, and Python runs the handler only
+    on the main thread, when it next runs code; asleep in a plain wait for the batch, it
+    would run it only after the batch ended."""
+    with ThreadPoolExecutor(max_workers=1) as one:
+        future = one.submit(contextvars.copy_context().run, function, *args)
+        while True:
+            try:
+                return future.result(timeout=0.5)
+            except TimeoutError:
+                continue
+
+
+def _release(sqs, queue_url, messages):
+    """Make messages visible again at once (visibility timeout 0)."""
+    entries = [{"Id": str(i), "ReceiptHandle": m["ReceiptHandle"], "VisibilityTimeout": 0} for i, m in enumerate(messages)]
+    if entries:
+        sqs.change_message_visibility_batch(QueueUrl=queue_url, Entries=entries)
+        emit(logging.INFO, "stopping: messages handed back to the queue", messages=len(entries))
 
 
 # --- Local CLI ------------------------------------------------------------------------------
@@ -806,6 +1196,9 @@ def main(argv=None):
     """`python3 app.py VIDEO [-o OUT_DIR]`: the same extraction, on a local file.
     `python3 app.py worker QUEUE_URL`: the service as a long-running worker on a queue."""
     argv = sys.argv[1:] if argv is None else argv
+    if CONFIG_ERROR:
+        print(f"error: {CONFIG_ERROR}", file=sys.stderr)
+        return 2
     if argv[:1] == ["worker"]:
         return worker_main(argv[1:])
     parser = argparse.ArgumentParser(prog="app.py", description="Extract one key frame per scene from a video.")
@@ -862,19 +1255,24 @@ def worker_main(argv):
     parser = argparse.ArgumentParser(prog="app.py worker", description="Process an SQS queue like Lambda would.")
     parser.add_argument("queue_url", help="the queue's URL")
     parser.add_argument("--batch-size", type=_number(int, 1), default=10, help="messages per batch, 1-10")
-    parser.add_argument("--batch-seconds", type=_number(int, 60), default=3600,
-                        help="time allowed per batch (Lambda's is 900; a worker may allow more)")
+    parser.add_argument("--batch-seconds", type=_number(int, 1), default=3600,
+                        help="time allowed per batch, more than the MIN_REMAINING_MS reserve (Lambda's is 900; a worker may allow more)")
     args = parser.parse_args(argv)
+    if args.batch_seconds * 1000 <= config.MIN_REMAINING_MS:
+        print(f"error: --batch-seconds {args.batch_seconds} must be more than the MIN_REMAINING_MS={config.MIN_REMAINING_MS} ms "
+              "reserve, or no record would ever start", file=sys.stderr)
+        return 2
     try:
         config.require("S3_BUCKET_VIDEOS", "S3_BUCKET_FRAMES", "SUPABASE_URL", "SUPABASE_KEY")
     except config.ConfigError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
+    stop = _Stopping()
+    signal.signal(signal.SIGTERM, stop.signal)
+    signal.signal(signal.SIGINT, stop.signal)
     emit(logging.INFO, "worker started", queue=args.queue_url)
-    try:
-        run_worker(args.queue_url, min(args.batch_size, 10), batch_seconds=args.batch_seconds)
-    except KeyboardInterrupt:
-        emit(logging.INFO, "worker stopped")
+    run_worker(args.queue_url, min(args.batch_size, 10), batch_seconds=args.batch_seconds, stop=stop)
+    emit(logging.INFO, "worker stopped")
     return 0
 
 

@@ -27,7 +27,7 @@ from typing import NamedTuple
 PROBE_KEY = "_check/probe/frames/probe.txt"
 # The columns app.py selects, inserts and updates, table by table.
 VIDEOS_COLUMNS = ("code", "platform", "is_downloaded", "is_extracted", "frame_count", "extracted_at")
-ERRORS_COLUMNS = ("code", "platform", "stage", "error", "message_id")
+ERRORS_COLUMNS = ("code", "platform", "stage", "error", "message_id", "retryable", "attempt", "final")
 
 
 class Outcome(NamedTuple):

@@ -206,7 +206,7 @@ def detect(path, *, threshold: float = 27.0, min_scene_len: int | float = 15,
 
 def _detect(path, options: _Options, skip_nonref: bool) -> Detection:
     check, progress, pool = options.check, options.progress, options.pool
-    container, stream = decode.open_video(path)
+    container, stream = decode.open_video(path, max_pixels=options.limits.max_pixels)
     with container:
         options.limits.check_stream(path, stream)
         rate = decode.frame_rate(stream)

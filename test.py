@@ -67,7 +67,7 @@ def demo(argv):
             return 2
     try:
         with tempfile.TemporaryDirectory() as scratch, Stack() as stack:
-            os.environ.update(stack.env)
+            _settings_from(stack.env)
             import app
             import config
             from output import contact_sheet_from_folder
@@ -122,7 +122,7 @@ def soak(argv):
     from soak import run_soak, soak_ok
 
     with tempfile.TemporaryDirectory() as scratch, Stack() as stack:
-        os.environ.update(stack.env)
+        _settings_from(stack.env)
         import app  # noqa: F401 - configured from the stack's environment
 
         print(f"soak: {messages} messages, 10% of S3 and 5% of PostgREST requests failing, 5% poison", file=sys.stderr)
@@ -197,11 +197,36 @@ def check(argv):
     return run_checks()
 
 
+def _settings_from(env):
+    """Point the settings at `env` (the local stack's): main checked them before it was up."""
+    import importlib
+
+    import config
+
+    os.environ.update(env)
+    importlib.reload(config)
+
+
+def _config_error():
+    """The settings' error (config.ConfigError names the variable), or None."""
+    try:
+        import config  # noqa: F401 - imported to check the settings
+    except ValueError as err:  # config.ConfigError
+        return str(err)
+    return None
+
+
 def main(argv):
     _in_venv()
     os.chdir(HERE)
     sys.path.insert(0, HERE)
     command = argv[0] if argv and not argv[0].startswith("-") else None
+    if command in ("single", "bulk") and "--debug" in argv:
+        os.environ["DEBUG"] = "true"  # before the settings are read
+    problem = _config_error()
+    if problem:
+        print(f"error: {problem}", file=sys.stderr)
+        return 2
     if command is None:
         return run_suite(argv)
     if command in ("demo", "single", "bulk", "soak", "check"):

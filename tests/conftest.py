@@ -82,7 +82,14 @@ class Service:
         return rows[0] if rows else None
 
     def errors(self):
-        return self.stack.sql("select code, platform, stage, error, message_id from extraction_errors order by id")
+        """The rows of acknowledged failures (permanent errors, skips)."""
+        return self.stack.sql("select code, platform, stage, error, message_id from extraction_errors "
+                              "where not retryable order by id")
+
+    def retries(self):
+        """The rows of retryable failures: code, stage, attempt, final, error."""
+        return self.stack.sql("select code, stage, coalesce(attempt::text, ''), final, error from extraction_errors "
+                              "where retryable order by id")
 
     def frame_keys(self, code=None, platform="ig"):
         prefix = f"{platform}/{code}/" if code else ""
@@ -121,6 +128,31 @@ class FakeContext:
         return self.remaining
 
 
+@pytest.fixture(scope="session")
+def clip(tmp_path_factory):
+    """Three 30-frame scenes with hard cuts (frames 15, 45, 75 are their middles)."""
+    from media import make_video
+
+    path = tmp_path_factory.mktemp("clips") / "three.mp4"
+    make_video(path, [30, 30, 30])
+    return path
+
+
+@pytest.fixture
+def s3_proxy(service, monkeypatch):
+    """A FaultProxy between the service and moto's S3."""
+    from faultproxy import FaultProxy
+
+    import app
+
+    proxy = FaultProxy(service.env["AWS_ENDPOINT_URL"])
+    monkeypatch.setenv("AWS_ENDPOINT_URL", proxy.url)
+    app.reset_clients()
+    yield proxy
+    proxy.close()
+    app.reset_clients()
+
+
 @pytest.fixture
 def logs():
     capture = LogCapture()
@@ -142,13 +174,13 @@ def service(stack, monkeypatch, tmp_path, logs):
         monkeypatch.setattr(config, name, env[name])
     work = tmp_path / "lambda-tmp"
     work.mkdir()
-    settings = {"TMP_DIR": str(work), "S3_RETRY_DELAY": 0.05, "SUPABASE_RETRY_DELAY": 0.05, "S3_RETRIES": 2,
+    settings = {"TMP_DIR": str(work), "S3_RETRY_DELAY": 50, "SUPABASE_RETRY_DELAY": 0.05, "S3_RETRIES": 2,
                 "SUPABASE_RETRIES": 2, "S3_CONNECT_TIMEOUT": 2.0, "S3_READ_TIMEOUT": 10.0, "SUPABASE_TIMEOUT": 5.0,
                 "CONCURRENCY_LIMIT": 2, "MIN_REMAINING_MS": 30000, "MIN_FRAMES": 3, "MAX_FRAMES": 0,
                 "SCENE_THRESHOLD": 27.0, "MIN_SCENE_LEN": 15, "ALLOWED_PLATFORMS": (), "DEBUG": False,
                 "VIDEOS_TABLE": "videos", "ERRORS_TABLE": "extraction_errors", "MAX_VIDEO_BYTES": 1024**3,
                 "MAX_PIXELS": 4096 * 2304, "MAX_DURATION_S": 1800.0, "FRAME_PICK": "middle", "FRAME_PICK_WINDOW": 0.3,
-                "DETECT_GRADUAL": False, "DEDUPE_DISTANCE": 6}
+                "DETECT_GRADUAL": False, "DEDUPE_DISTANCE": 6, "MAX_RECEIVES": 5}
     for name, value in settings.items():
         monkeypatch.setattr(config, name, value)
     stack.reset()

@@ -3,6 +3,9 @@
 Point the service at it instead of the real server; every request is forwarded, except
 those a fault picks: an HTTP error status, a dropped connection (reset), or a delay.
 Faults are planned as "the next N requests" or as a share of all requests (seeded).
+Slow servers too: one that never answers (`hang_next`), one that trickles its answer a
+few bytes at a time (`trickle_next`: a HEAD's headers, a GET's body), one that takes a
+request body in slowly (`slow_body_next`), and canned answers (`respond_next`).
 """
 
 import http.client
@@ -29,6 +32,8 @@ class FaultProxy:
         self.requests, self.injected = 0, 0
         self.match = None  # only requests whose path contains this string may fail
         self.forwarded = []  # (method, path, status) of every request that reached the server
+        self.method = None  # only requests of this method may fail
+        self.closing = threading.Event()
         proxy = self
 
         class Handler(http.server.BaseHTTPRequestHandler):
@@ -70,6 +75,26 @@ class FaultProxy:
         with self.lock:
             self.plan += [("delay", seconds)] * count
 
+    def hang_next(self, count):
+        """Read the request, then never answer (until the proxy closes)."""
+        with self.lock:
+            self.plan += [("hang", None)] * count
+
+    def trickle_next(self, count, bytes_per_second):
+        """Forward, then send the answer at this rate: all of it for a HEAD, the body for others."""
+        with self.lock:
+            self.plan += [("trickle", bytes_per_second)] * count
+
+    def slow_body_next(self, count, bytes_per_second):
+        """Take the request body in at this rate (the client's send blocks), then forward."""
+        with self.lock:
+            self.plan += [("slow_body", bytes_per_second)] * count
+
+    def respond_next(self, count, status, body, content_type="application/xml"):
+        """Answer with this status and body instead of forwarding."""
+        with self.lock:
+            self.plan += [("respond", (status, body, content_type))] * count
+
     def fail_share(self, share, fault=("status", 503)):
         with self.lock:
             self.share, self.share_fault = share, fault
@@ -79,15 +104,16 @@ class FaultProxy:
             self.plan, self.share = [], 0.0
 
     def close(self):
+        self.closing.set()
         self.server.shutdown()
         self.server.server_close()
 
     # --- serving -----------------------------------------------------------------------
 
-    def _pick(self, path):
+    def _pick(self, path, method):
         with self.lock:
             self.requests += 1
-            if self.match and self.match not in path:
+            if (self.match and self.match not in path) or (self.method and self.method != method):
                 return None
             if self.plan:
                 fault = self.plan.pop(0)
@@ -100,10 +126,28 @@ class FaultProxy:
 
     def _handle(self, handler):
         length = int(handler.headers.get("Content-Length") or 0)
-        body = handler.rfile.read(length) if length else None
-        fault = self._pick(handler.path)
-        if fault and fault[0] == "pass":
+        fault = self._pick(handler.path, handler.command)
+        if fault and fault[0] == "slow_body":
+            body = b""
+            while len(body) < length and not self.closing.is_set():
+                body += handler.rfile.read(min(256, length - len(body)))
+                time.sleep(256 / fault[1])
+        else:
+            body = handler.rfile.read(length) if length else None
+        if fault and fault[0] in ("pass", "slow_body"):
             fault = None
+        if fault and fault[0] == "hang":
+            self.closing.wait()
+            handler.close_connection = True
+            return
+        if fault and fault[0] == "respond":
+            status, payload, content_type = fault[1]
+            handler.send_response(status)
+            handler.send_header("Content-Type", content_type)
+            handler.send_header("Content-Length", str(len(payload)))
+            handler.end_headers()
+            handler.wfile.write(payload)
+            return
         if fault and fault[0] == "status":
             payload = b'{"message": "injected fault"}'
             handler.send_response(fault[1])
@@ -133,6 +177,9 @@ class FaultProxy:
             upstream.close()
         with self.lock:
             self.forwarded.append((handler.command, handler.path, response.status))
+        if fault and fault[0] == "trickle":
+            self._trickle(handler, response, payload, fault[1])
+            return
         handler.send_response(response.status)
         for key, value in response.getheaders():
             if key.lower() not in HOP_BY_HOP and key.lower() != "content-length":
@@ -143,3 +190,27 @@ class FaultProxy:
         handler.end_headers()
         if handler.command != "HEAD":
             handler.wfile.write(payload)
+
+    def _trickle(self, handler, response, payload, rate):
+        """The body after prompt headers, or the whole answer when it has no body (HEAD,
+        PUT), `rate` bytes a second, until done or the proxy closes."""
+        lines = [f"HTTP/1.1 {response.status} {response.reason}\r\n"]
+        for key, value in response.getheaders():
+            if key.lower() not in HOP_BY_HOP and key.lower() != "content-length":
+                lines.append(f"{key}: {value}\r\n")
+        length = response.getheader("Content-Length", "0") if handler.command == "HEAD" else str(len(payload))
+        head = ("".join(lines) + f"Content-Length: {length}\r\n\r\n").encode()
+        slow = payload if payload and handler.command != "HEAD" else head  # a PUT's answer: its headers
+        if slow is payload:
+            handler.wfile.write(head)
+        step = max(1, rate // 10)
+        try:
+            for start in range(0, len(slow), step):
+                if self.closing.is_set():
+                    break
+                handler.wfile.write(slow[start:start + step])
+                handler.wfile.flush()
+                time.sleep(step / rate)
+        except OSError:
+            pass  # the client gave up
+        handler.close_connection = True

@@ -90,7 +90,8 @@ def run_soak(stack, workdir, messages=200, fault_share=0.10, poison_share=0.05, 
     seconds = time.monotonic() - started
 
     extracted = {row[0] for row in stack.sql("select code from videos where is_extracted")}
-    errors = {row[0] for row in stack.sql("select distinct code from extraction_errors")}
+    errors = {row[0] for row in stack.sql("select distinct code from extraction_errors where not retryable")}
+    retry_rows = int(stack.sql("select count(*) from extraction_errors where retryable")[0][0])
     dead = 0
     while True:
         got = sqs.receive_message(QueueUrl=dlq_url, MaxNumberOfMessages=10, WaitTimeSeconds=0).get("Messages", [])
@@ -121,6 +122,7 @@ def run_soak(stack, workdir, messages=200, fault_share=0.10, poison_share=0.05, 
         "sent": messages,
         "extracted": len(extracted),
         "recorded_permanent_errors": len(errors),
+        "recorded_retries": retry_rows,
         "dead_lettered": dead,
         "lost": messages - len(extracted) - len(errors) - dead,
         "unexpected_outcomes": sorted((extracted ^ expected["extracted"]) | (errors ^ expected["error"])),

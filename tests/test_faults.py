@@ -9,28 +9,11 @@ import time
 import pytest
 from conftest import FakeContext, sqs_event
 from faultproxy import FaultProxy
-from media import make_video
 
 import app
 import config
 
 FRAMES = ["0.jpg", "1.jpg", "2.jpg", "manifest.json"]
-
-
-@pytest.fixture(scope="module")
-def clip(tmp_path_factory):
-    path = tmp_path_factory.mktemp("faults") / "three.mp4"
-    make_video(path, [30, 30, 30])
-    return path
-
-
-@pytest.fixture
-def s3_proxy(service, monkeypatch):
-    proxy = FaultProxy(service.env["AWS_ENDPOINT_URL"])
-    monkeypatch.setenv("AWS_ENDPOINT_URL", proxy.url)
-    app.reset_clients()
-    yield proxy
-    proxy.close()
 
 
 @pytest.fixture
@@ -142,12 +125,13 @@ def test_error_row_insert_failing_means_retry_not_drop(service, db_proxy):
 
 def test_no_retry_starts_inside_the_deadline_reserve(service, clip, s3_proxy, monkeypatch):
     monkeypatch.setattr(config, "S3_RETRIES", 5)
-    monkeypatch.setattr(config, "S3_RETRY_DELAY", 0.2)
+    monkeypatch.setattr(config, "S3_RETRY_DELAY", 200)
     app.reset_clients()
     service.add_video("reserve", video=clip)
     s3_proxy.fail_share(1.0, ("status", 500))
-    # Enough time to start; each look at the clock then uses up 20 s of it.
-    context = FakeContext(remaining_ms=config.MIN_REMAINING_MS + 30_000, drop_per_call_ms=20_000)
+    # Enough time to start, read the status and try S3 once; each look at the clock then
+    # uses up 20 s of it.
+    context = FakeContext(remaining_ms=config.MIN_REMAINING_MS + 70_000, drop_per_call_ms=20_000)
     response = app.lambda_handler(sqs_event({"shortcode": "reserve", "platform": "ig"}), context)
     assert_retried_and_clean(service, response, "reserve", "download")
     assert "MIN_REMAINING_MS" in response["results"][0]["error"]

@@ -113,3 +113,50 @@ def test_truncated_at_several_points_is_refused(base, tmp_path, cut):
     path.write_bytes(base[: int(len(base) * cut)])
     _, error = extract_or_error(path, tmp_path / "o")
     assert error and error.startswith("cut.mp4: ")
+
+
+# A real H.264 stream of one 16000x16000 frame (752 KB: one flat grey picture). Made in a
+# subprocess: the encoder itself needs about 2 GiB.
+BIG = """
+import sys, av, numpy as np
+with av.open(sys.argv[1], "w") as out:
+    stream = out.add_stream("libx264", rate=25, options={"preset": "ultrafast", "threads": "1", "rc-lookahead": "0"})
+    stream.width = stream.height = 16000
+    stream.pix_fmt = "yuv420p"
+    frame = av.VideoFrame.from_ndarray(np.full((24000, 16000), 128, np.uint8), format="yuv420p")
+    out.mux(stream.encode(frame))
+    out.mux(stream.encode())
+"""
+
+# Opens it as the service does and prints the error and the peak RSS in MiB. VmHWM, not
+# getrusage's ru_maxrss: Linux carries ru_maxrss over exec, so a child of the (large)
+# pytest process would report the parent's size.
+MEASURE = """
+import re, sys
+import extract
+try:
+    extract.extract(sys.argv[1], sys.argv[2], extract.Settings(max_pixels=4096 * 2304, max_duration_s=1800))
+    print("extracted")
+except extract.VideoError as err:
+    print(err)
+with open("/proc/self/status") as status:
+    print(int(re.search(r"VmHWM:\\s+(\\d+) kB", status.read()).group(1)) // 1024)
+"""
+
+
+def test_a_16000x16000_header_is_refused_before_a_frame_is_allocated(tmp_path):
+    """The probe inside av.open used to decode a first frame at the claimed size (570 MiB
+    for this file); the limit now reaches the probe's decoder (see extract._open)."""
+    import subprocess
+    import sys
+
+    from conftest import ROOT
+
+    path = tmp_path / "huge.mp4"
+    subprocess.run([sys.executable, "-c", BIG, str(path)], check=True, timeout=120)
+    assert path.stat().st_size < 2_000_000
+    run = subprocess.run([sys.executable, "-c", MEASURE, str(path), str(tmp_path / "o")], capture_output=True,
+                         text=True, timeout=120, cwd=ROOT, env={"PYTHONPATH": str(ROOT), "PATH": "/usr/bin:/bin"})
+    error, peak_mib = run.stdout.splitlines()
+    assert error == "huge.mp4: frames are 16000x16000, over MAX_PIXELS=9437184"
+    assert int(peak_mib) < 250, f"peak RSS {peak_mib} MiB"

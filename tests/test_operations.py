@@ -164,7 +164,7 @@ def test_backoff_limits_and_fates(monkeypatch):
 
 def test_receive_count_of_a_record():
     assert app.receive_count({"attributes": {"ApproximateReceiveCount": "4"}}) == 4
-    assert app.receive_count({}) == 1 and app.receive_count({"attributes": {"ApproximateReceiveCount": "x"}}) == 1
+    assert app.receive_count({}) is None and app.receive_count({"attributes": {"ApproximateReceiveCount": "x"}}) is None
 
 
 def test_queue_url_of_an_event_source_arn(monkeypatch):
