@@ -846,7 +846,7 @@ def emit_metrics(result: dict) -> None:
     dimensions = {"Status": str(result["status"])}
     if result["stage"]:
         dimensions["Stage"] = str(result["stage"])
-    directive = {"Namespace": config.METRICS_NAMESPACE,
+    directive = {"Namespace": getattr(config, "METRICS_NAMESPACE", "FrameExtractor"),  # config None: a bad setting
                  "Dimensions": [["Status"], ["Status", "Stage"]] if "Stage" in dimensions else [["Status"]],
                  "Metrics": [{"Name": name, "Unit": unit} for name, (_, unit) in values.items()]}
     emit(logging.INFO, "metrics", _aws={"Timestamp": int(time.time() * 1000), "CloudWatchMetrics": [directive]},
@@ -975,11 +975,11 @@ def lambda_handler(event, context):
     "results": [...]}: the failures go back to the queue, everything else is deleted.
     """
     records = [r for r in (event or {}).get("Records", []) if isinstance(r, dict)]
+    request_id = getattr(context, "aws_request_id", None)
     problem = CONFIG_ERROR or _missing_settings()
     if problem:
-        return _misconfigured(records, problem)
+        return _misconfigured(records, problem, request_id)
     batch_deadline = Deadline(context)
-    request_id = getattr(context, "aws_request_id", None)
     _remove_stale_temp_folders()
     jobs, seen = [], set()
     for record in records:
@@ -1029,17 +1029,21 @@ def _missing_settings():
     return None
 
 
-def _misconfigured(records, problem):
-    """A bad setting fails every record as retryable, with an ERROR line naming it."""
-    results = []
-    for record in records:
-        _context["message_id"].set(record.get("messageId"))
-        emit(logging.ERROR, "configuration error, fix the setting: returned to SQS", status="retry", error=problem)
-        results.append({"message_id": record.get("messageId"), "shortcode": None, "platform": None, "status": "retry",
-                        "frames": None, "seconds": 0.0, "stage": "config", "error": problem, "cause": "config",
-                        "attempt": receive_count(record)})
-    _context["message_id"].set(None)
+def _misconfigured(records, problem, request_id):
+    """A bad setting fails every record as retryable, with an ERROR line naming it (and
+    its metrics line), each in its record's log context like any other record."""
+    results = [_record_context(request_id).run(_misconfigured_record, record, problem) for record in records]
     return {"batchItemFailures": [{"itemIdentifier": r["message_id"]} for r in results], "results": results}
+
+
+def _misconfigured_record(record, problem):
+    _context["message_id"].set(record.get("messageId"))
+    emit(logging.ERROR, "configuration error, fix the setting: returned to SQS", status="retry", error=problem)
+    result = {"message_id": record.get("messageId"), "shortcode": None, "platform": None, "status": "retry",
+              "frames": None, "seconds": 0.0, "stage": "config", "error": problem, "cause": "config",
+              "attempt": receive_count(record)}
+    emit_metrics(result)
+    return result
 
 
 def _remove_stale_temp_folders():

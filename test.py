@@ -223,7 +223,7 @@ def main(argv):
     command = argv[0] if argv and not argv[0].startswith("-") else None
     if command in ("single", "bulk") and "--debug" in argv:
         os.environ["DEBUG"] = "true"  # before the settings are read
-    problem = _config_error()
+    problem = None if command == "check" else _config_error()  # check reports it as its first line
     if problem:
         print(f"error: {problem}", file=sys.stderr)
         return 2
