@@ -88,6 +88,10 @@ MIN_SCENE_LEN = _scene_len("MIN_SCENE_LEN", "15")
 MIN_FRAMES = _int("MIN_FRAMES", 3, minimum=1, maximum=1000)
 MAX_FRAMES = _int("MAX_FRAMES", 0, minimum=0, maximum=100000)
 JPEG_QUALITY = _int("JPEG_QUALITY", 90, minimum=1, maximum=100)
+IMAGE_FORMAT = _raw("IMAGE_FORMAT", "jpeg").lower()
+if IMAGE_FORMAT not in ("jpeg", "webp", "png"):
+    raise ConfigError(f"IMAGE_FORMAT must be jpeg, webp or png, got {IMAGE_FORMAT!r}")
+MAX_EDGE = _int("MAX_EDGE", 0, minimum=0, maximum=65535)  # 0: full size
 FRAME_PICK = _raw("FRAME_PICK", "best")
 if FRAME_PICK not in ("middle", "best"):
     raise ConfigError(f"FRAME_PICK must be middle or best, got {FRAME_PICK!r}")

@@ -395,6 +395,36 @@ def upright(image: np.ndarray, rotation: int) -> np.ndarray:
     return np.rot90(image, k=rotation // 90) if rotation else image
 
 
+# --- Pixel shape -----------------------------------------------------------------------------
+
+
+def pixel_aspect(stream) -> Fraction:
+    """The sample aspect ratio: how much wider than tall a stored pixel is shown (1 for
+    square pixels, 16/11 for PAL widescreen DVD's 704x576).
+
+    The container's value wins over the codec's, as FFmpeg's av_guess_sample_aspect_ratio
+    has it; unknown or nonsense (0, negative) is square.
+    """
+    for sar in (stream.sample_aspect_ratio, stream.codec_context.sample_aspect_ratio):
+        if sar and sar > 0:
+            return Fraction(sar)
+    return Fraction(1)
+
+
+def video_pixel_aspect(path) -> Fraction:
+    """`pixel_aspect` of a video file's first video stream (reads only its header)."""
+    container, stream = open_video(path)
+    with container:
+        return pixel_aspect(stream)
+
+
+def displayed_size(width: int, height: int, *, aspect: Fraction, rotation: int) -> tuple[int, int]:
+    """The upright size a `width` x `height` stored frame is shown at: its stored width
+    stretched by the pixel `aspect`, then turned by `rotation` (as players do)."""
+    shown = max(1, round(width * aspect))
+    return (height, shown) if rotation % 180 == 90 else (shown, height)
+
+
 # --- Pass 2: grab the chosen frames ----------------------------------------------------------
 
 

@@ -23,6 +23,7 @@ import os
 from array import array
 from collections.abc import Callable, Collection
 from dataclasses import dataclass, field
+from fractions import Fraction
 from typing import Any, Protocol
 
 import cv2
@@ -136,9 +137,10 @@ class Observer(Protocol):
 class Detection:
     """What the detection pass learned about the video."""
 
-    width: int  # as displayed (after rotation)
+    width: int  # as displayed (pixel aspect applied, after rotation)
     height: int
     rotation: int  # degrees counter-clockwise that bring a decoded frame upright
+    aspect: Fraction  # sample aspect ratio of the stored frames (decode.pixel_aspect)
     fps: float
     frame_count: int
     duration_s: float
@@ -149,6 +151,7 @@ class Detection:
     kept: dict = field(repr=False, default_factory=dict)  # frame number -> detect's hold() of it
     content: bytearray = field(repr=False, default_factory=bytearray)  # 1: not black, white or blank
     flashes: list = field(default_factory=list)  # [first, last] frames of flashes whose cuts were dropped
+    scores: array = field(repr=False, default_factory=lambda: array("f"))  # ContentDetector's score of each frame
 
 
 @dataclass(frozen=True)
@@ -269,12 +272,14 @@ def _detect(path, options: _Options, skip_nonref: bool) -> Detection:
     if options.gradual:
         cuts = merge_fades(cuts, scan.content, scan.luma)
         cuts = sorted(cuts + find_gradual_transitions(scan.thumbs, scan.content, cuts, flashes))
-    width, height = stream.codec_context.width, stream.codec_context.height
-    sideways = scan.rotation % 180 == 90
+    aspect = decode.pixel_aspect(stream)
+    width, height = decode.displayed_size(stream.codec_context.width, stream.codec_context.height,
+                                          aspect=aspect, rotation=scan.rotation)
     return Detection(
-        width=height if sideways else width,
-        height=width if sideways else height,
+        width=width,
+        height=height,
         rotation=scan.rotation,
+        aspect=aspect,
         fps=float(rate),
         frame_count=count,
         duration_s=scan.times[-1] + scan.last_duration,
@@ -285,6 +290,7 @@ def _detect(path, options: _Options, skip_nonref: bool) -> Detection:
         keyframes=scan.keyframes,
         kept=scan.kept,
         content=scan.content,
+        scores=scan.scores,
     )
 
 
@@ -302,6 +308,7 @@ class _Scan:
         self.cuts, self.times, self.pts, self.keyframes = [], array("d"), array("q"), []
         # Per frame, for the flash and gradual filters and the "best" pick.
         self.content, self.luma, self.thumbs = bytearray(), array("f"), bytearray()
+        self.scores = array("f")  # the detector's score of each frame (0 for one it skipped)
         self.rotation, self.last_duration, self.last = 0, 1 / float(rate), -1
         self.motion = 0.0  # score per frame between the last two decoded frames
         self.timeline = None  # with skipping: told when to decode every frame
@@ -352,6 +359,7 @@ class _Scan:
         self._fill(index)
         self.content.append(has)
         self.luma.append(mean)
+        self.scores.append(score)
         self.thumbs += cv2.resize(luma, (THUMB_SIDE, THUMB_SIDE), interpolation=cv2.INTER_AREA).tobytes()
         self.cuts += found
         if self.pool is not None:
@@ -366,6 +374,7 @@ class _Scan:
         while len(self.content) < count:
             self.content.append(self.content[-1])
             self.luma.append(self.luma[-1])
+            self.scores.append(0.0)
             self.thumbs += self.thumbs[-THUMB_SIDE * THUMB_SIDE:]
 
     def finish(self, count):

@@ -2,6 +2,7 @@
 
 import json
 import os
+from fractions import Fraction
 import re
 import subprocess
 import sys
@@ -17,6 +18,7 @@ import choose
 import decode
 import detect
 import extract
+import output
 import quality
 import transitions
 from extract import Settings, VideoError
@@ -44,6 +46,11 @@ def test_hard_cuts_give_the_middle_frame_of_each_scene(four_scenes, tmp_path):
     assert cuts == [40, 70, 120]
     assert [(s["start_frame"], s["end_frame"]) for s in manifest["scenes"]] == [(0, 40), (40, 70), (70, 120), (120, 145)]
     assert [s["start_s"] for s in manifest["scenes"]] == [0.0, 1.6, 2.8, 4.8]
+    # Each scene's cut score: ContentDetector's score at its first frame (none before the first).
+    scores = [s["score"] for s in manifest["scenes"]]
+    assert scores[0] is None and all(score >= 27 for score in scores[1:])
+    assert manifest["format"] == "jpeg"
+    assert {(f["width"], f["height"]) for f in manifest["frames"]} == {(320, 240)}
     assert manifest["scenes"][-1]["end_s"] == pytest.approx(5.8)
     assert manifest["method"] == "scenes"
     assert [f["frame"] for f in manifest["frames"]] == [20, 55, 95, 132]
@@ -117,6 +124,73 @@ def test_rotation_metadata_is_honoured(tmp_path, rotation):
     assert (best["width"], best["height"]) == (320, 192)
     assert cv2.imread(str(tmp_path / "best" / "0.jpg")).shape[:2] == (192, 320)
     assert frames_of(tmp_path / "best", best) == [f["frame"] for f in best["frames"]]
+
+
+@pytest.mark.parametrize(("frame_pick", "lengths"), [("best", [20, 20, 20]), ("middle", [20, 20, 20]), ("best", [45])])
+def test_frames_are_written_in_their_displayed_shape(tmp_path, frame_pick, lengths):
+    """704x576 with 16:11 pixels (PAL 16:9) is shown, and written, 1024x576: the stored
+    width stretched, as PySceneDetect's save-images writes it. Scenes and the even fallback."""
+    path = tmp_path / "pal.mp4"
+    make_video(path, lengths, width=704, height=576, sar=Fraction(16, 11))
+    with av.open(str(path)) as container:  # really stored 704 wide, with 16:11 pixels
+        stream = container.streams.video[0]
+        assert (stream.codec_context.width, stream.sample_aspect_ratio) == (704, Fraction(16, 11))
+    manifest = extract.extract(path, tmp_path / "out", Settings(frame_pick=frame_pick))
+    assert (manifest["width"], manifest["height"]) == (1024, 576)
+    assert len(manifest["frames"]) == 3
+    for frame in manifest["frames"]:
+        assert (frame["width"], frame["height"]) == (1024, 576)
+        assert cv2.imread(str(tmp_path / "out" / frame["file"])).shape[:2] == (576, 1024)
+    assert frames_of(tmp_path / "out", manifest) == [f["frame"] for f in manifest["frames"]]
+
+
+def test_pixel_shape_follows_rotation_and_max_edge(tmp_path):
+    """Stored 192x320 turned 90 degrees with 2:1 pixels: the stored width doubles, and it
+    is the upright height: 320x384, then MAX_EDGE brings the long side to 192."""
+    path = tmp_path / "rot.mp4"
+    make_video(path, [30, 30, 30], width=320, height=192, rotation=90, sar=Fraction(2, 1))
+    manifest = extract.extract(path, tmp_path / "out")
+    assert (manifest["width"], manifest["height"]) == (320, 384)
+    assert {(f["width"], f["height"]) for f in manifest["frames"]} == {(320, 384)}
+    small = extract.extract(path, tmp_path / "small", Settings(max_edge=192))
+    assert {(f["width"], f["height"]) for f in small["frames"]} == {(160, 192)}
+    assert cv2.imread(str(tmp_path / "small" / "0.jpg")).shape[:2] == (192, 160)
+    assert frames_of(tmp_path / "small", small) == [f["frame"] for f in small["frames"]]
+
+
+def test_shape_resamples_by_area_when_shrinking_and_bicubic_when_stretching():
+    stripes = np.zeros((4, 8, 3), np.uint8)
+    stripes[:, ::2] = 255  # one-pixel stripes: area averages them to grey, nearest would not
+    shrunk = output.shape(stripes, aspect=Fraction(1), sideways=False, max_edge=4)
+    assert shrunk.shape == (2, 4, 3) and np.all(np.abs(shrunk.astype(int) - 128) <= 1)
+    assert output.shape(stripes, aspect=Fraction(1), sideways=False, max_edge=0) is stripes
+    ramp = np.tile(np.arange(0, 80, 10, dtype=np.uint8)[None, :, None], (4, 1, 3))
+    stretched = output.shape(ramp, aspect=Fraction(2), sideways=False, max_edge=0)
+    assert stretched.shape == (4, 16, 3)
+    assert np.all(np.diff(stretched[0, 2:-2, 0].astype(int)) > 0)  # bicubic: a smooth ramp, no repeated pixels
+
+
+@pytest.mark.parametrize(("image_format", "magic"), [("jpeg", b"\xff\xd8"), ("webp", b"RIFF"), ("png", b"\x89PNG")])
+def test_image_format_and_max_edge(four_scenes, tmp_path, image_format, magic):
+    path, _ = four_scenes
+    manifest = extract.extract(path, tmp_path, Settings(image_format=image_format, max_edge=200))
+    extension = {"jpeg": ".jpg", "webp": ".webp", "png": ".png"}[image_format]
+    assert manifest["format"] == image_format
+    assert [f["file"] for f in manifest["frames"]] == [f"{i}{extension}" for i in range(4)]
+    for frame in manifest["frames"]:
+        data = (tmp_path / frame["file"]).read_bytes()
+        assert data.startswith(magic)
+        image = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
+        assert image.shape[:2] == (frame["height"], frame["width"]) == (150, 200)  # 320x240, long side 200
+    assert frames_of(tmp_path, manifest) == [f["frame"] for f in manifest["frames"]]
+    assert not [n for n in os.listdir(tmp_path) if n.startswith(".")]
+
+
+def test_settings_refuse_an_unknown_format_or_a_negative_max_edge():
+    with pytest.raises(ValueError, match="image_format must be one of jpeg, webp, png"):
+        Settings(image_format="gif")
+    with pytest.raises(ValueError, match="max_edge"):
+        Settings(max_edge=-1)
 
 
 def test_variable_frame_rate_times_come_from_real_timestamps(tmp_path):
