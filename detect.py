@@ -30,7 +30,7 @@ import cv2
 
 import decode
 from decode import VideoError
-from quality import Quality, luma_stats, sharpness
+from quality import Quality, picture_stats, sharpness
 from transitions import THUMB_SIDE, drop_flash_cuts, find_gradual_transitions, merge_fades
 
 # A video that decodes to fewer frames than its container declares broke down part way:
@@ -322,7 +322,8 @@ class _Scan:
         """Score one decoded frame (`small`: its shrunk planes and image, if already
         made); False (and nothing recorded) when `tentative` and it makes a cut after
         skipped frames, which must then be taken first."""
-        planes, bgr = small or self.shrink(frame)
+        small = small or self.shrink(frame)
+        bgr = small.bgr
         before = None
         if tentative and index > self.last + 1:
             before = self.detector.snapshot()
@@ -354,8 +355,8 @@ class _Scan:
         duration = decode.frame_duration(frame)
         if duration:
             self.last_duration = duration
-        luma = planes[:self.small_h]
-        mean, has = luma_stats(luma)
+        luma = small.luma
+        mean, has = picture_stats(luma, small.chroma, full_range=small.full_range)
         self._fill(index)
         self.content.append(has)
         self.luma.append(mean)

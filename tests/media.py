@@ -57,7 +57,8 @@ def frames_of(out_dir, manifest):
 
 
 def make_video(path, scene_lengths, width=320, height=240, fps=25, rotation=0, pts_ms=None,
-               codec="libx264", gop=None, bframes=3, touch=None, container_format="mp4", sar=None, draw=None):
+               codec="libx264", gop=None, bframes=3, touch=None, container_format="mp4", sar=None, draw=None,
+               pix_fmt="yuv420p"):
     """Encode a video of scenes of the given lengths (in frames), hard cuts between them.
 
     `rotation` stores the picture turned so that a player (honouring the display matrix,
@@ -65,6 +66,7 @@ def make_video(path, scene_lengths, width=320, height=240, fps=25, rotation=0, p
     timestamp in milliseconds (variable frame rate); `touch(number, image)` may change a
     frame before it is encoded (blur it, black it out); `container_format="h264"` writes
     a raw stream without timestamps; `sar` (a Fraction) stores non-square pixels;
+    `pix_fmt="yuvj420p"` stores full-range (JPEG) YUV;
     `draw(number, scene, i, width, height)` replaces draw_frame's picture (given the
     frame number, its scene, its position in the scene). Returns the list of cut frames.
     """
@@ -72,7 +74,7 @@ def make_video(path, scene_lengths, width=320, height=240, fps=25, rotation=0, p
     stored_w, stored_h = (height, width) if rotation % 180 == 90 else (width, height)
     with av.open(str(path), "w", format=container_format) as out:
         stream = out.add_stream(codec, rate=fps)
-        stream.width, stream.height, stream.pix_fmt = stored_w, stored_h, "yuv420p"
+        stream.width, stream.height, stream.pix_fmt = stored_w, stored_h, pix_fmt
         stream.options = {
             "libx264": {"preset": "veryfast", "crf": "18", "bf": str(bframes), "x264-params": "b-adapt=0",
                         "g": str(gop or 2 * fps)},

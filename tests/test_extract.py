@@ -1,5 +1,6 @@
 """The extraction core on real encoded video: exact cuts, frames, times and errors."""
 
+import itertools
 import json
 import os
 from fractions import Fraction
@@ -451,6 +452,104 @@ def test_a_scene_black_throughout_is_dropped_unless_too_few_would_remain(tmp_pat
     assert [f["scene"] for f in best["frames"]] == [0, 2, 3]
     kept = extract.extract(path, tmp_path / "kept", Settings(frame_pick="best", min_frames=4))
     assert [f["scene"] for f in kept["frames"]] == [0, 1, 2, 3]
+
+
+def textured(level, colour=(0, 0, 0)):
+    """A draw for make_video: a dark or bright picture around `level` (0-255, as shown)
+    with fine texture (a spread of about 10) and a line of text, as a fade or a copyright
+    card is, in the given tint."""
+    def draw(number, scene, i, width, height):
+        rng = np.random.default_rng(number)
+        image = np.clip(level + rng.normal(0, 10, (height, width, 1)) + np.array(colour), 0, 255).astype(np.uint8)
+        cv2.putText(image, "Copyright (c) 2013", (10, height - 20), cv2.FONT_HERSHEY_SIMPLEX, 0.6,
+                    (min(255, level + 90),) * 3, 1)
+        return image
+    return draw
+
+
+def scenes_of(plan):
+    """A draw for make_video that draws scene k with plan[k] (a draw, or None: draw_frame)."""
+    def draw(number, scene, i, width, height):
+        if plan[scene] is None:
+            return media.draw_frame(number, media.COLOURS[scene % len(media.COLOURS)], width, height, i)
+        return plan[scene](number, scene, i, width, height)
+    return draw
+
+
+def content_by_scene(detection, lengths):
+    starts = np.cumsum([0, *lengths])
+    return [set(detection.content[a:b]) for a, b in itertools.pairwise(starts)]
+
+
+def test_content_is_judged_in_the_stream_s_range(tmp_path):
+    """Limited range (16-235, most video): a black card with a line of text is black (its
+    luma, 16 + a little, passed as content when read as full range) and a near-white
+    card is white (235 at most, so never above a full-range 240). Full range (yuvj420p):
+    a dark but visible picture (luma 30) has content, and its black is black."""
+    lengths = [20, 20, 20, 20]
+    limited = tmp_path / "limited.mp4"
+    make_video(limited, lengths, draw=scenes_of([None, textured(0), textured(250), None]))
+    found = detect.detect(limited)
+    assert found.cuts == [20, 40, 60]
+    assert content_by_scene(found, lengths) == [{1}, {0}, {0}, {1}]
+    full = tmp_path / "full.mp4"
+    make_video(full, lengths, pix_fmt="yuvj420p", draw=scenes_of([None, textured(30), textured(0), None]))
+    with av.open(str(full)) as container:
+        frame = next(container.decode(video=0))
+        assert decode.is_full_range(frame) and frame.to_ndarray()[:240].min() < 16  # really full range
+    found = detect.detect(full)
+    assert content_by_scene(found, lengths) == [{1}, {1}, {0}, {1}]
+    # Pass 2's judge (the frame) and the held frames' (an image) agree with pass 1.
+    judge = quality.FrameJudge()
+    with av.open(str(full)) as container:
+        ratings = [judge(frame).has_content for frame in container.decode(video=0)]
+    assert [set(ratings[a:a + 20]) for a in (0, 20, 40, 60)] == [{1}, {1}, {0}, {1}]
+    black = textured(0)(5, 0, 0, 320, 240)
+    assert judge.rate_image(black).has_content == 0 and judge.rate_image(textured(30)(5, 0, 0, 320, 240)).has_content == 1
+    best = extract.extract(limited, tmp_path / "best", Settings(min_frames=1))
+    assert [f["scene"] for f in best["frames"]] == [0, 3]
+
+
+def colour_ramp(reverse=False):
+    """A draw: one luma (128) throughout, the hue sweeping across the picture."""
+    def draw(number, scene, i, width, height):
+        yuv = np.empty((height, width, 3), np.uint8)
+        ramp = np.linspace(70, 186, width).astype(np.uint8)[::-1 if reverse else 1]
+        yuv[..., 0], yuv[..., 1], yuv[..., 2] = 128, ramp[None, :], (255 - ramp)[None, :]
+        return cv2.cvtColor(yuv, cv2.COLOR_YUV2BGR)
+    return draw
+
+
+def test_a_flat_but_colourful_scene_has_content_and_a_flat_colour_is_blank(tmp_path):
+    lengths = [20, 20, 20, 20]
+    plan = [colour_ramp(), None, colour_ramp(reverse=True), None]
+    path = tmp_path / "ramp.mp4"
+    make_video(path, lengths, draw=scenes_of(plan))
+    with av.open(str(path)) as container:  # the luma really is flat
+        luma = next(container.decode(video=0)).to_ndarray()[:240]
+        assert luma.std() < 3
+    found = detect.detect(path)
+    assert found.cuts == [20, 40, 60]
+    assert content_by_scene(found, lengths) == [{1}, {1}, {1}, {1}]
+    best = extract.extract(path, tmp_path / "best", Settings(min_frames=1))
+    assert [f["scene"] for f in best["frames"]] == [0, 1, 2, 3]
+    # One flat colour, however strong, is blank; so is flat grey.
+    red = np.zeros((144, 256), np.uint8) + 81, np.array([[90] * 9216, [240] * 9216], np.uint8)
+    assert quality.has_content(*red) == 0 and quality.has_content(np.full((144, 256), 128, np.uint8)) == 0
+
+
+@pytest.mark.parametrize("settings", [Settings(), Settings(detect_gradual=True), Settings(detect_gradual=False),
+                                      Settings(frame_pick="middle"), Settings(frame_pick="middle", detect_gradual=True),
+                                      Settings(min_frames=8), Settings(threshold=10)])
+def test_testvideo_never_yields_a_black_frame(shared_videos, tmp_path, settings):
+    """Frames 360-393 of PySceneDetect's testvideo are black with a copyright line."""
+    manifest = extract.extract(shared_videos / "testvideo.mp4", tmp_path, settings, contact_sheet=False)
+    assert manifest["frames"]
+    for frame in manifest["frames"]:
+        assert not 360 <= frame["frame"] <= 393
+        if settings.frame_pick == "best":  # and nothing else dark, white or blank
+            image = cv2.imread(str(tmp_path / frame["file"]))
+            assert quality.FrameJudge().rate_image(image).has_content == 1, frame
 
 
 def test_choose_windows_is_pure_and_stays_inside_each_scene():
