@@ -7,7 +7,7 @@ reports a cut when the score crosses `threshold` and the previous cut is at leas
 `min_scene_len` away: the same computation `scenedetect detect-content` does, so the cuts
 match its goldens. The scan also records, per frame, its real timestamp (correct for
 variable frame rate video), whether it is a keyframe, whether it has content, its mean
-brightness and an 8x8 thumbnail, for the filters of transitions.py.
+brightness, sharpness and an 8x8 thumbnail, for the filters of transitions.py.
 
 With `skip_nonref`, only reference frames are decoded (decode.decode_references); where
 a cut may hide among the skipped ones, they are decoded (decode.read_gap) and the
@@ -152,6 +152,8 @@ class Detection:
     content: bytearray = field(repr=False, default_factory=bytearray)  # 1: not black, white or blank
     flashes: list = field(default_factory=list)  # [first, last] frames of flashes whose cuts were dropped
     scores: array = field(repr=False, default_factory=lambda: array("f"))  # ContentDetector's score of each frame
+    sharpness: array = field(repr=False, default_factory=lambda: array("f"))  # quality.sharpness of each frame
+    thumbs: bytearray = field(repr=False, default_factory=bytearray)  # 8x8 luma thumbnail of each frame, one after the other
 
 
 @dataclass(frozen=True)
@@ -161,7 +163,7 @@ class _Options:
     check: Callable[[], None] | None
     progress: Callable[[int, int], None] | None
     keep: Callable[[int], Collection[int]] | None
-    hold: Callable[[int, decode.Frame], Any] | None
+    hold: Callable[[int, decode.Frame, Quality, bytes], Any] | None
     limits: decode.Limits
     flash_filter: bool
     gradual: bool
@@ -171,7 +173,7 @@ class _Options:
 def detect(path, *, threshold: float = 27.0, min_scene_len: int | float = 15,
            check: Callable[[], None] | None = None, progress: Callable[[int, int], None] | None = None,
            keep: Callable[[int], Collection[int]] | None = None,
-           hold: Callable[[int, decode.Frame], Any] | None = None,
+           hold: Callable[[int, decode.Frame, Quality, bytes], Any] | None = None,
            max_pixels: int = 0, max_duration_s: float = 0, flash_filter: bool = True, gradual: bool = False,
            skip_nonref: bool = False, pool: Observer | None = None) -> Detection:
     """Pass 1: decode the video once and find the cuts.
@@ -181,8 +183,9 @@ def detect(path, *, threshold: float = 27.0, min_scene_len: int | float = 15,
         check: called for every frame; may raise to abandon the work (the handler uses it
             for the Lambda deadline).
         progress: `progress(done, total)` is told how far it got (total: 0 when unknown).
-        keep: `keep(frame_count)` may name a few frames to hold on to (see extract); the
-            Detection's `kept` maps each to `hold(number, frame)`, by default its upright
+        keep: `keep(frame_count)` may name frames to hold on to (see extract); the
+            Detection's `kept` maps each to `hold(number, frame, quality, thumbnail)` (its
+            Quality and 8x8 thumbnail; a None is not kept), by default its upright
             BGR image.
         max_pixels, max_duration_s: refuse videos too big to be worth decoding (0: no
             limit), from the header when it says so and during decoding when it lied.
@@ -291,6 +294,8 @@ def _detect(path, options: _Options, skip_nonref: bool) -> Detection:
         kept=scan.kept,
         content=scan.content,
         scores=scan.scores,
+        sharpness=scan.sharpness,
+        thumbs=scan.thumbs,
     )
 
 
@@ -309,6 +314,7 @@ class _Scan:
         # Per frame, for the flash and gradual filters and the "best" pick.
         self.content, self.luma, self.thumbs = bytearray(), array("f"), bytearray()
         self.scores = array("f")  # the detector's score of each frame (0 for one it skipped)
+        self.sharpness = array("f")  # quality.sharpness of each frame's small luma
         self.rotation, self.last_duration, self.last = 0, 1 / float(rate), -1
         self.motion = 0.0  # score per frame between the last two decoded frames
         self.timeline = None  # with skipping: told when to decode every frame
@@ -350,8 +356,6 @@ class _Scan:
             self.pts.append(frame.pts if frame.pts is not None else -1)
             if frame.key_frame:
                 self.keyframes.append(index)
-        if index in self.keep_frames:
-            self.kept[index] = self.hold(index, frame) if self.hold else decode.upright_image(frame)
         duration = decode.frame_duration(frame)
         if duration:
             self.last_duration = duration
@@ -361,12 +365,19 @@ class _Scan:
         self.content.append(has)
         self.luma.append(mean)
         self.scores.append(score)
-        self.thumbs += cv2.resize(luma, (THUMB_SIDE, THUMB_SIDE), interpolation=cv2.INTER_AREA).tobytes()
+        self.sharpness.append(sharpness(luma))
+        sharp = self.sharpness[-1]  # as stored (float32): what choose.even_choices sees later
+        thumb = cv2.resize(luma, (THUMB_SIDE, THUMB_SIDE), interpolation=cv2.INTER_AREA).tobytes()
+        self.thumbs += thumb
+        if index in self.keep_frames:
+            kept = self.hold(index, frame, Quality(has, sharp), thumb) if self.hold else decode.upright_image(frame)
+            if kept is not None:
+                self.kept[index] = kept
         self.cuts += found
         if self.pool is not None:
             for cut in found:
                 self.pool.cut(cut)
-            self.pool.offer(index, frame, Quality(has, sharpness(luma)))  # quality.rate, content known
+            self.pool.offer(index, frame, Quality(has, sharp))  # quality.rate, content known
         self.last = index
         return True
 
@@ -376,6 +387,7 @@ class _Scan:
             self.content.append(self.content[-1])
             self.luma.append(self.luma[-1])
             self.scores.append(0.0)
+            self.sharpness.append(self.sharpness[-1])
             self.thumbs += self.thumbs[-THUMB_SIDE * THUMB_SIDE:]
 
     def finish(self, count):

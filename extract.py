@@ -96,28 +96,38 @@ def _extract(path, out_dir, settings, check, progress, contact_sheet):
     def grab(number, frame, quality):
         return encode(number, decode.upright_image(frame), quality, decode.upright_rotation(frame))
 
-    def hold(number, frame):
+    def grab_even(number, frame, quality):
         """An even fallback frame, encoded at once: pass 1 runs on with its image on disk,
         not in memory (6 MiB at 1080p, held for most of the video)."""
-        image = decode.upright_image(frame)
         # kind: apart from a chosen frame
-        return encode(number, image, judge.rate_image(image), decode.upright_rotation(frame), kind="even-")
+        return encode(number, decode.upright_image(frame), quality, decode.upright_rotation(frame), kind="even-")
+
+    near = settings.dedupe_distance if best and settings.dedupe_distance else -1  # -1: no frame is a near-duplicate
+    even = None  # the even fallback's pool, made once the frame count is known
+
+    def keep(declared):
+        nonlocal even
+        even = choose.EvenPool(declared, min_frames=settings.min_frames, max_frames=settings.max_frames,
+                               window=settings.frame_pick_window if best else 0,
+                               distance=near, grab=grab_even)
+        return even.frames()
 
     # Gradual transitions are found on every frame's thumbnail: they need the full decode.
     one_pass = best and not settings.detect_gradual
     pool = choose.Candidates(settings.frame_pick_window, grab) if one_pass else None
     detection = detect.detect(
         path, threshold=settings.threshold, min_scene_len=settings.min_scene_len, check=check, progress=progress,
-        keep=lambda count: choose.even_guess(count, min_frames=settings.min_frames, max_frames=settings.max_frames),
-        hold=hold, max_pixels=settings.max_pixels, max_duration_s=settings.max_duration_s,
+        keep=keep, hold=lambda *frame: even.hold(*frame), max_pixels=settings.max_pixels, max_duration_s=settings.max_duration_s,
         gradual=settings.detect_gradual, skip_nonref=one_pass, pool=pool)
     scenes = choose.scenes_from_cuts(detection.cuts, detection.frame_count)
     method, picks = choose.select_frames(scenes, detection.frame_count, min_frames=settings.min_frames,
                                          max_frames=settings.max_frames)
     windows = choose.choose_windows(picks, scenes, detection.content, frame_pick=settings.frame_pick,
-                                    window=settings.frame_pick_window, min_frames=settings.min_frames)
+                                    window=settings.frame_pick_window, min_frames=settings.min_frames,
+                                    sharpness=detection.sharpness, thumbs=detection.thumbs,
+                                    distance=near)
 
-    held = dict(detection.kept)  # frames pass 1 already encoded (the even fallback)
+    held = dict(even.chosen) if even else {}  # frames pass 1 already encoded (the even fallback)
     chosen = pool.chosen if pool else {}
 
     def from_pass_one(pick, window):

@@ -81,6 +81,14 @@ def perceptual_hash(bgr: np.ndarray) -> int:
     return int("".join("1" if v > median else "0" for v in low), 2)
 
 
+def average_hash(thumb: bytes) -> int:
+    """64-bit hash of an 8x8 luma thumbnail: a bit per pixel, set where it is brighter
+    than the thumbnail's mean. Coarser than perceptual_hash, but pass 1 has one for every
+    frame; near-identical pictures differ in few bits."""
+    pixels = np.frombuffer(thumb, np.uint8)
+    return int("".join("1" if v else "0" for v in pixels > pixels.mean()), 2)
+
+
 def hamming(a: int, b: int) -> int:
     """How many bits two hashes differ in."""
     return bin(a ^ b).count("1")

@@ -71,13 +71,17 @@ def test_hard_cuts_give_the_middle_frame_of_each_scene(four_scenes, tmp_path):
 def test_single_scene_falls_back_to_evenly_spaced_frames(tmp_path):
     path = tmp_path / "one.mp4"
     make_video(path, [90])
-    manifest = extract.extract(path, tmp_path / "out")
+    manifest = extract.extract(path, tmp_path / "out", Settings(frame_pick="middle"))
     assert manifest["method"] == "even"
     assert [(s["start_frame"], s["end_frame"]) for s in manifest["scenes"]] == [(0, 90)]
     # The centres of three equal slices of 90 frames.
     assert [f["frame"] for f in manifest["frames"]] == [15, 45, 75]
     assert frames_of(tmp_path / "out", manifest) == [15, 45, 75]
     assert {f["reason"] for f in manifest["frames"]} == {"even"}
+    # best: the sharpest within 0.3 of each 30-frame slice around its centre (+-4 frames).
+    best = extract.extract(path, tmp_path / "best")
+    assert [abs(f["frame"] - at) <= 4 for f, at in zip(best["frames"], [15, 45, 75], strict=True)] == [True] * 3
+    assert frames_of(tmp_path / "best", best) == [f["frame"] for f in best["frames"]]
 
 
 def test_video_shorter_than_min_frames_gives_every_frame(tmp_path):
@@ -91,7 +95,7 @@ def test_video_shorter_than_min_frames_gives_every_frame(tmp_path):
 def test_fewer_scenes_than_min_frames_uses_even_frames_with_their_scene(tmp_path):
     path = tmp_path / "two_scenes.mp4"
     make_video(path, [30, 30])
-    manifest = extract.extract(path, tmp_path / "out", Settings(min_frames=4))
+    manifest = extract.extract(path, tmp_path / "out", Settings(min_frames=4, frame_pick="middle"))
     assert manifest["method"] == "even"
     assert len(manifest["scenes"]) == 2
     assert [f["frame"] for f in manifest["frames"]] == [7, 22, 37, 52]
@@ -375,7 +379,7 @@ def test_cuts_match_pyscenedetect_goldens(shared_videos, name):
 
 
 def test_counter_times_come_from_the_stream(shared_videos, tmp_path):
-    manifest = extract.extract(shared_videos / "counter.mp4", tmp_path)
+    manifest = extract.extract(shared_videos / "counter.mp4", tmp_path, Settings(frame_pick="middle"))
     assert manifest["frame_count"] == 30 and manifest["method"] == "even"
     assert [f["frame"] for f in manifest["frames"]] == [5, 15, 25]
     assert [f["time_s"] for f in manifest["frames"]] == [0.5, 1.5, 2.5]
@@ -395,9 +399,10 @@ def test_single_shot_rotated_video_frames_held_in_pass_one_are_upright(tmp_path)
     make_video(path, [60], width=320, height=192, rotation=90)
     manifest = extract.extract(path, tmp_path / "out")
     assert manifest["method"] == "even"
-    assert [f["frame"] for f in manifest["frames"]] == [10, 30, 50]
+    chosen = [f["frame"] for f in manifest["frames"]]
+    assert [abs(n - at) <= 3 for n, at in zip(chosen, [10, 30, 50], strict=True)] == [True] * 3
     assert cv2.imread(str(tmp_path / "out" / "0.jpg")).shape[:2] == (192, 320)
-    assert frames_of(tmp_path / "out", manifest) == [10, 30, 50]
+    assert frames_of(tmp_path / "out", manifest) == chosen
 
 
 # --- Frame quality (FRAME_PICK=best) --------------------------------------------------------
@@ -550,6 +555,54 @@ def test_testvideo_never_yields_a_black_frame(shared_videos, tmp_path, settings)
         if settings.frame_pick == "best":  # and nothing else dark, white or blank
             image = cv2.imread(str(tmp_path / frame["file"]))
             assert quality.FrameJudge().rate_image(image).has_content == 1, frame
+
+
+def test_the_even_fallback_takes_the_best_distinct_frame_near_each_position(tmp_path):
+    """One shot of 90 frames (no cut: threshold 255), three even positions 15, 45, 75,
+    each looked around +-4 frames. 14-16 are black: the pick near 15 has content. Around
+    45 the shot looks as it did near 15 but for frames 43-47, where a white block covers
+    its lower half: that distinct frame wins over a sharper near-duplicate. Around 75 the
+    same picture again and nothing distinct: the best near-duplicate stays (never fewer
+    than MIN_FRAMES)."""
+    def draw(number, scene, i, width, height):
+        image = media.draw_frame(number, media.COLOURS[0], width, height, 0)  # no motion: one picture
+        if 43 <= number <= 47:
+            image[height // 2:, :] = 255
+        if 14 <= number <= 16:
+            image[:] = 0
+        return image
+
+    path = tmp_path / "one_shot.mp4"
+    make_video(path, [90], draw=draw)
+    manifest = extract.extract(path, tmp_path / "out", Settings(threshold=255))
+    chosen = [f["frame"] for f in manifest["frames"]]
+    assert manifest["method"] == "even" and len(chosen) == 3
+    assert 11 <= chosen[0] <= 19 and chosen[0] not in (14, 15, 16)
+    assert 43 <= chosen[1] <= 47
+    assert 71 <= chosen[2] <= 79
+    assert frames_of(tmp_path / "out", manifest) == chosen
+    # Unjudged (middle): the black frame 15 and the plain frames are what comes out.
+    middle = extract.extract(path, tmp_path / "middle", Settings(threshold=255, frame_pick="middle"))
+    assert [f["frame"] for f in middle["frames"]] == [15, 45, 75]
+    # Without near-duplicate checks (DEDUPE_DISTANCE=0) the sharpest wins, whatever it shows.
+    plain = extract.extract(path, tmp_path / "plain", Settings(threshold=255, dedupe_distance=0))
+    assert len(plain["frames"]) == 3
+
+
+def test_even_choices_is_pure():
+    picks = [choose.Pick(10, 0, "even"), choose.Pick(30, 0, "even")]
+    content, sharpness = bytearray([1] * 40), [1.0] * 40
+    thumbs = bytearray(bytes(range(64)) * 40)  # every frame the same picture
+    sharpness[12], sharpness[31] = 5.0, 9.0
+    content[12] = 0  # sharp, but black
+    sharpness[11] = 3.0
+    different = bytes(range(63, -1, -1))  # frame 28: another picture, dull
+    thumbs[28 * 64:29 * 64] = different
+    chosen = choose.even_choices(picks, content, sharpness, thumbs, window=0.5, distance=6)
+    assert [c.pick.frame for c in chosen] == [11, 28]  # the content frame; the distinct frame
+    assert [c.window for c in chosen] == [(11, 11), (28, 28)]
+    chosen = choose.even_choices(picks, content, sharpness, thumbs, window=0.5, distance=-1)
+    assert [c.pick.frame for c in chosen] == [11, 31]  # no near-duplicates: the sharpest
 
 
 def test_choose_windows_is_pure_and_stays_inside_each_scene():
