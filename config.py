@@ -98,7 +98,7 @@ if FRAME_PICK not in ("middle", "best"):
 FRAME_PICK_WINDOW = _float("FRAME_PICK_WINDOW", 0.3, minimum=0.0)
 if FRAME_PICK_WINDOW > 1:
     raise ConfigError(f"FRAME_PICK_WINDOW must be between 0 and 1, got {FRAME_PICK_WINDOW}")
-DETECT_GRADUAL = _bool("DETECT_GRADUAL", False)
+DETECT_GRADUAL = _bool("DETECT_GRADUAL", True)
 DEDUPE_DISTANCE = _int("DEDUPE_DISTANCE", 6, minimum=0, maximum=64)
 MAX_PIXELS = _int("MAX_PIXELS", 4096 * 2304, minimum=0)  # 0: no limit
 MAX_DURATION_S = _float("MAX_DURATION_S", 1800.0, minimum=0.0)  # 0: no limit

@@ -52,7 +52,9 @@ class Settings:
     max_duration_s: float = 0  # refuse longer videos; 0: no limit
     frame_pick: str = "best"  # the sharpest frame with content near the middle, or "middle" (see extract)
     frame_pick_window: float = 0.3  # with "best": the share of the scene searched, around its middle
-    detect_gradual: bool = False  # also find dissolves and fades (see transitions.find_gradual_transitions)
+    # True: ContentDetector's cuts, flashes' cuts dropped, dissolves, fades and wipes found
+    # (transitions.py); False: exactly PySceneDetect's ContentDetector cuts.
+    detect_gradual: bool = True
     dedupe_distance: int = 6  # with "best": drop a frame this close (pHash bits) to the one before
 
     def __post_init__(self):
@@ -112,13 +114,14 @@ def _extract(path, out_dir, settings, check, progress, contact_sheet):
                                distance=near, grab=grab_even)
         return even.frames()
 
-    # Gradual transitions are found on every frame's thumbnail: they need the full decode.
-    one_pass = best and not settings.detect_gradual
-    pool = choose.Candidates(settings.frame_pick_window, grab) if one_pass else None
+    # "best" picks its frames during pass 1 (the pool). Gradual transitions are found on
+    # every frame's thumbnail, after the pass: a scene they split is fetched by pass 2.
+    pool = choose.Candidates(settings.frame_pick_window, grab) if best else None
+    skip_nonref = best and not settings.detect_gradual  # (the reference-only decode needs no thumbnails)
     detection = detect.detect(
         path, threshold=settings.threshold, min_scene_len=settings.min_scene_len, check=check, progress=progress,
         keep=keep, hold=lambda *frame: even.hold(*frame), max_pixels=settings.max_pixels, max_duration_s=settings.max_duration_s,
-        gradual=settings.detect_gradual, skip_nonref=one_pass, pool=pool)
+        gradual=settings.detect_gradual, flash_filter=settings.detect_gradual, skip_nonref=skip_nonref, pool=pool)
     scenes = choose.scenes_from_cuts(detection.cuts, detection.frame_count)
     method, picks = choose.select_frames(scenes, detection.frame_count, min_frames=settings.min_frames,
                                          max_frames=settings.max_frames)

@@ -378,6 +378,14 @@ def test_cuts_match_pyscenedetect_goldens(shared_videos, name):
     assert detect.detect(shared_videos / name).cuts == GOLDENS[name]
 
 
+@pytest.mark.parametrize("name", sorted(GOLDENS))
+def test_detect_gradual_false_gives_the_goldens_and_the_default_adds_nothing_on_real_clips(shared_videos, tmp_path, name):
+    exact = extract.extract(shared_videos / name, tmp_path / "exact", Settings(detect_gradual=False), contact_sheet=False)
+    assert [s["start_frame"] for s in exact["scenes"][1:]] == GOLDENS[name]
+    default = extract.extract(shared_videos / name, tmp_path / "default", contact_sheet=False)
+    assert [s["start_frame"] for s in default["scenes"][1:]] == GOLDENS[name]
+
+
 def test_counter_times_come_from_the_stream(shared_videos, tmp_path):
     manifest = extract.extract(shared_videos / "counter.mp4", tmp_path, Settings(frame_pick="middle"))
     assert manifest["frame_count"] == 30 and manifest["method"] == "even"
@@ -419,8 +427,9 @@ def test_best_pick_never_returns_a_black_middle(tmp_path):
     black = {n for start in (0, 40, 80) for n in range(start + 15, start + 25)}
     path = tmp_path / "black_middles.mp4"
     make_video(path, [40, 40, 40], touch=blacked_out(black))
-    middle = extract.extract(path, tmp_path / "middle", Settings(min_scene_len=3, frame_pick="middle"))
-    best = extract.extract(path, tmp_path / "best", Settings(min_scene_len=3, frame_pick="best"))
+    # ContentDetector's scenes (DETECT_GRADUAL would merge each fade's two cuts into one).
+    middle = extract.extract(path, tmp_path / "middle", Settings(min_scene_len=3, frame_pick="middle", detect_gradual=False))
+    best = extract.extract(path, tmp_path / "best", Settings(min_scene_len=3, frame_pick="best", detect_gradual=False))
     # Scenes as found (the black stretches may split them); with "middle" some frame is black.
     assert any(f["frame"] in black for f in middle["frames"])
     assert best["frames"] and not any(f["frame"] in black for f in best["frames"])
@@ -452,11 +461,15 @@ def test_a_scene_black_throughout_is_dropped_unless_too_few_would_remain(tmp_pat
     black = set(range(40, 80))
     path = tmp_path / "black_scene.mp4"
     make_video(path, [40, 40, 40, 40], touch=blacked_out(black))
-    best = extract.extract(path, tmp_path / "best", Settings(frame_pick="best"))
+    best = extract.extract(path, tmp_path / "best", Settings(frame_pick="best", detect_gradual=False))
     assert len(best["scenes"]) == 4
     assert [f["scene"] for f in best["frames"]] == [0, 2, 3]
-    kept = extract.extract(path, tmp_path / "kept", Settings(frame_pick="best", min_frames=4))
+    kept = extract.extract(path, tmp_path / "kept", Settings(frame_pick="best", min_frames=4, detect_gradual=False))
     assert [f["scene"] for f in kept["frames"]] == [0, 1, 2, 3]
+    # The default: the black stretch is one fade through black, one cut in its middle; no black frame.
+    default = extract.extract(path, tmp_path / "default")
+    assert [(s["start_frame"], s["end_frame"]) for s in default["scenes"]] == [(0, 60), (60, 120), (120, 160)]
+    assert not [f for f in default["frames"] if f["frame"] in black]
 
 
 def textured(level, colour=(0, 0, 0)):
@@ -511,8 +524,10 @@ def test_content_is_judged_in_the_stream_s_range(tmp_path):
     assert [set(ratings[a:a + 20]) for a in (0, 20, 40, 60)] == [{1}, {1}, {0}, {1}]
     black = textured(0)(5, 0, 0, 320, 240)
     assert judge.rate_image(black).has_content == 0 and judge.rate_image(textured(30)(5, 0, 0, 320, 240)).has_content == 1
-    best = extract.extract(limited, tmp_path / "best", Settings(min_frames=1))
+    best = extract.extract(limited, tmp_path / "best", Settings(min_frames=1, detect_gradual=False))
     assert [f["scene"] for f in best["frames"]] == [0, 3]
+    default = extract.extract(limited, tmp_path / "default", Settings(min_frames=1))
+    assert default["frames"] and not [f for f in default["frames"] if 20 <= f["frame"] < 60]
 
 
 def colour_ramp(reverse=False):
@@ -664,6 +679,72 @@ def test_dissolves_are_found_once_when_asked_for(tmp_path):
     found = detect.detect(path, gradual=True)
     assert len(found.cuts) == 1 and 44 <= found.cuts[0] <= 66, found.cuts
     assert len(plain.cuts) <= 1  # ContentDetector alone may catch the hue flipping, or nothing
+
+
+def pyscenedetect_cuts(path, **options):
+    from scenedetect import ContentDetector
+    from scenedetect import detect as scenedetect_detect
+
+    return [start.frame_num for start, _ in scenedetect_detect(str(path), ContentDetector(**options))[1:]]
+
+
+def test_the_default_finds_a_dissolve_and_detect_gradual_false_is_exactly_pyscenedetect(tmp_path):
+    """Hard cuts at 30 and 144, a 24-frame dissolve over 45-68 from one shot into
+    another (to 143) and a white flash at 110-111: the default makes a scene of each
+    shot (the flash none); DETECT_GRADUAL=false gives PySceneDetect's own cuts, the
+    flash's included and the dissolve missed, frame for frame, on both frame picks."""
+    def dissolve_and_flash(number, image):
+        if 45 <= number < 144:
+            image = media.draw_frame(number, media.COLOURS[4], 320, 240, number)
+        if 45 <= number < 69:
+            share = (number - 45 + 1) / 25
+            image = cv2.addWeighted(media.draw_frame(number, media.COLOURS[1], 320, 240, number), 1 - share, image, share, 0)
+            media.write_barcode(image, number)
+        if number in (110, 111):
+            image = np.full_like(image, 250)
+        return image
+
+    path = tmp_path / "mixed.mp4"
+    make_video(path, [30, 114, 36], touch=dissolve_and_flash)
+    truth = pyscenedetect_cuts(path)
+    assert truth[0] == 30 and truth[-1] == 144
+    assert any(109 <= c <= 112 for c in truth)  # ContentDetector cuts into the flash
+    assert not any(45 <= c <= 68 for c in truth)  # and misses the dissolve
+    for frame_pick in ("best", "middle"):
+        exact = extract.extract(path, tmp_path / f"exact-{frame_pick}", Settings(detect_gradual=False, frame_pick=frame_pick))
+        assert [s["start_frame"] for s in exact["scenes"][1:]] == truth
+    default = extract.extract(path, tmp_path / "default")
+    starts = [s["start_frame"] for s in default["scenes"][1:]]
+    assert len(starts) == 3 and starts[0] == 30 and starts[-1] == 144, starts
+    assert 45 <= starts[1] <= 68  # the dissolve
+    assert len(default["frames"]) == 4
+    assert frames_of(tmp_path / "default", default) == [f["frame"] for f in default["frames"]]
+
+
+def test_the_default_adds_no_cut_on_camera_motion(tmp_path):
+    """A pan across a textured picture, fast (12 px a frame) then slow, then a zoom: one shot."""
+    rng = np.random.default_rng(7)
+    world = cv2.resize(rng.integers(0, 255, (60, 160, 3), dtype=np.uint8), (1280, 480), interpolation=cv2.INTER_CUBIC)
+    world = cv2.GaussianBlur(world, (0, 0), 3)
+
+    def draw(number, scene, i, width, height):
+        if number < 60:
+            x = 12 * number
+        elif number < 100:
+            x = 720 + 2 * (number - 60)
+        else:
+            zoom = 1 + (number - 100) * 0.01
+            w, h = int(width / zoom), int(height / zoom)
+            crop = world[120:120 + h, 800:800 + w]
+            return cv2.resize(crop, (width, height), interpolation=cv2.INTER_LINEAR)
+        return world[120:120 + height, x:x + width].copy()
+
+    path = tmp_path / "pan.mp4"
+    make_video(path, [150], draw=draw)
+    assert pyscenedetect_cuts(path) == []
+    assert detect.detect(path, gradual=True).cuts == []
+    assert extract.extract(path, tmp_path / "out")["scenes"] == extract.extract(
+        path, tmp_path / "exact", Settings(detect_gradual=False))["scenes"]
 
 
 def test_a_fade_through_black_is_one_cut():
