@@ -31,7 +31,7 @@ import cv2
 import decode
 from decode import VideoError
 from quality import Quality, picture_stats, sharpness
-from transitions import THUMB_SIDE, drop_flash_cuts, find_gradual_transitions, merge_fades
+from transitions import THUMB_SIDE, drop_flash_cuts, find_gradual_transitions, find_structural_cuts, merge_fades
 
 # A video that decodes to fewer frames than its container declares broke down part way:
 # report it instead of passing the part off as the whole. An edit list may hide a frame
@@ -190,7 +190,8 @@ def detect(path, *, threshold: float = 27.0, min_scene_len: int | float = 15,
         max_pixels, max_duration_s: refuse videos too big to be worth decoding (0: no
             limit), from the header when it says so and during decoding when it lied.
         flash_filter: drop the cuts that brief flashes cause (transitions.drop_flash_cuts).
-        gradual: find dissolves, fades and wipes too (transitions.find_gradual_transitions).
+        gradual: find dissolves, fades and wipes too (transitions.find_gradual_transitions),
+            and hard cuts between shots of the same colours (transitions.find_structural_cuts).
         skip_nonref: decode only the frames other frames depend on (I, P and reference B
             frames; see decode.decode_references); gaps where a cut may hide are decoded
             and scored frame by frame.
@@ -275,6 +276,9 @@ def _detect(path, options: _Options, skip_nonref: bool) -> Detection:
     if options.gradual:
         cuts = merge_fades(cuts, scan.content, scan.luma)
         cuts = sorted(cuts + find_gradual_transitions(scan.thumbs, scan.content, cuts, flashes))
+        min_gap = options.min_scene_len if isinstance(options.min_scene_len, int) else round(options.min_scene_len * rate)
+        cuts = sorted(cuts + find_structural_cuts(scan.scores, scan.thumbs, cuts, flashes,
+                                                  threshold=options.threshold, min_gap=int(min_gap)))
     aspect = decode.pixel_aspect(stream)
     width, height = decode.displayed_size(stream.codec_context.width, stream.codec_context.height,
                                           aspect=aspect, rotation=scan.rotation)

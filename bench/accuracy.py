@@ -3,7 +3,8 @@
 
 Builds synthetic videos with ../shared/bench/make_synthetic.py (hard cuts, dissolves,
 white flashes, a single scene, variable frame rate, rotation; cached in bench/out/),
-detects cuts per method (PySceneDetect's ContentDetector through its own API, our
+detects cuts per method (PySceneDetect's ContentDetector through its own API, with its
+OpenCV and its PyAV backend, our
 PySceneDetect-exact DETECT_GRADUAL=false, the default) and scores them with
 ../shared/bench/score_cuts.py (±2 frames, transitions matched anywhere in their span,
 false cuts on flash frames counted apart). Then the shared real clips: each method's
@@ -29,7 +30,8 @@ OUT = os.path.join(HERE, "out")
 # DETECT_GRADUAL=false (PySceneDetect-exact: must equal it) and the default
 # (DETECT_GRADUAL=true: flash cuts dropped, dissolves, fades and wipes found).
 METHODS = {
-    "ContentDetector": None,
+    "ContentDetector": "opencv",  # PySceneDetect's default backend, as `scenedetect detect-content` runs
+    "ContentDetector (PyAV)": "pyav",  # the same, decoded by PyAV as the service decodes
     "PySceneDetect-exact": {"flash_filter": False, "gradual": False},
     "default": {"flash_filter": True, "gradual": True},
     # The same as PySceneDetect-exact, decoding only reference frames: FRAME_PICK=best's one pass.
@@ -42,11 +44,12 @@ STRIP = 5  # frames of a strip around a cut the default adds on a real clip
 sys.path.insert(0, ROOT)
 
 
-def pyscenedetect_cuts(video, threshold, min_scene_len):
+def pyscenedetect_cuts(video, threshold, min_scene_len, backend):
     import detect  # noqa: F401  (scenedetect imported the way the service imports it)
     from scenedetect import ContentDetector, detect as scenedetect_detect
 
-    scenes = scenedetect_detect(str(video), ContentDetector(threshold=threshold, min_scene_len=min_scene_len))
+    scenes = scenedetect_detect(str(video), ContentDetector(threshold=threshold, min_scene_len=min_scene_len),
+                                backend=backend)
     return [start.frame_num for start, _ in scenes[1:]]
 
 
@@ -54,8 +57,8 @@ def cuts_by(method, video):
     import config
     import detect
 
-    if METHODS[method] is None:
-        return pyscenedetect_cuts(video, config.SCENE_THRESHOLD, config.MIN_SCENE_LEN), None
+    if isinstance(METHODS[method], str):
+        return pyscenedetect_cuts(video, config.SCENE_THRESHOLD, config.MIN_SCENE_LEN, METHODS[method]), None
     detection = detect.detect(video, threshold=config.SCENE_THRESHOLD, min_scene_len=config.MIN_SCENE_LEN,
                               **METHODS[method])
     return detection.cuts, detection.times
@@ -150,8 +153,11 @@ def main():
             print("  " + line)
 
     checked = [key[0] for key in cuts if key[1] == "ContentDetector"]
-    differ = [name for name in checked if cuts[name, "PySceneDetect-exact"] != cuts[name, "ContentDetector"]]
-    print(f"\nPySceneDetect-exact equals PySceneDetect's ContentDetector: {'no, on ' + ', '.join(differ) if differ else 'yes'}")
+    differ = [name for name in checked if cuts[name, "PySceneDetect-exact"] != cuts[name, "ContentDetector (PyAV)"]]
+    print(f"\nPySceneDetect-exact equals PySceneDetect's ContentDetector (PyAV backend): "
+          f"{'no, on ' + ', '.join(differ) if differ else 'yes'}")
+    backends = [name for name in checked if cuts[name, "ContentDetector"] != cuts[name, "ContentDetector (PyAV)"]]
+    print(f"PySceneDetect's backends (OpenCV, PyAV) differ on: {', '.join(backends) or 'none'}")
     one_pass = [name for name in checked if cuts[name, "one pass (best)"] != cuts[name, "PySceneDetect-exact"]]
     print(f"one pass (best) finds the same cuts as the full decode: {'no, on ' + ', '.join(one_pass) if one_pass else 'yes'}")
     return 1 if differ or one_pass else 0

@@ -747,6 +747,48 @@ def test_the_default_adds_no_cut_on_camera_motion(tmp_path):
         path, tmp_path / "exact", Settings(detect_gradual=False))["scenes"]
 
 
+def same_colours(number, scene, i, width, height):
+    """Shots of the same two colours (a little apart in brightness), laid out apart: split
+    left/right, top/bottom, a box in the middle; a dark block moving in each."""
+    x_colour, y_colour = np.array([60, 110, 150], np.uint8), np.array([90, 140, 185], np.uint8)
+    image = np.empty((height, width, 3), np.uint8)
+    if scene % 3 == 0:
+        image[:, :width // 2], image[:, width // 2:] = x_colour, y_colour
+    elif scene % 3 == 1:
+        image[:height // 2], image[height // 2:] = y_colour, x_colour
+    else:
+        image[:] = x_colour
+        image[height // 4:3 * height // 4, width // 4:3 * width // 4] = y_colour
+    x = int((width - 30) * (0.5 + 0.3 * np.sin(i / 10)))
+    image[height // 2 - 10:height // 2 + 10, x:x + 30] = 40
+    media.write_barcode(image, number)
+    return image
+
+
+def test_the_default_finds_hard_cuts_between_shots_of_the_same_colours(tmp_path):
+    path = tmp_path / "same_colours.mp4"
+    make_video(path, [40, 40, 40, 40, 40], draw=same_colours)
+    assert pyscenedetect_cuts(path) == []  # ContentDetector scores these cuts about 14
+    assert [s["start_frame"] for s in extract.extract(path, tmp_path / "exact", Settings(detect_gradual=False))["scenes"]] == [0]
+    default = extract.extract(path, tmp_path / "default")
+    assert [s["start_frame"] for s in default["scenes"]] == [0, 40, 80, 120, 160]
+    assert all(12 < s["score"] < 27 for s in default["scenes"][1:])
+    assert frames_of(tmp_path / "default", default) == [f["frame"] for f in default["frames"]]
+
+
+def test_find_structural_cuts_is_pure_and_asks_for_a_score_standing_out():
+    steady, other = bytes(range(64)), bytes(range(63, -1, -1))  # two layouts, anti-correlated
+    thumbs = steady * 20 + other * 20
+    scores = [1.0] * 40
+    scores[20] = 12.0
+    assert transitions.find_structural_cuts(scores, thumbs, [], [], threshold=27, min_gap=15) == [20]
+    assert transitions.find_structural_cuts(scores, thumbs, [30], [], threshold=27, min_gap=15) == []  # a cut nearby
+    busy = [6.0] * 40
+    busy[20] = 12.0  # motion scoring 6 a frame: 12 does not stand out
+    assert transitions.find_structural_cuts(busy, thumbs, [], [], threshold=27, min_gap=15) == []
+    assert transitions.find_structural_cuts(scores, steady * 40, [], [], threshold=27, min_gap=15) == []  # same layout
+
+
 def test_a_fade_through_black_is_one_cut():
     content = bytearray([1] * 20 + [0] * 10 + [1] * 20)
     luma = [100.0] * 20 + [8.0] * 10 + [100.0] * 20
