@@ -15,9 +15,10 @@ FRAME_PICK=middle gives exactly the middle frame of each scene: pass 1 decodes e
 frame and pass 2 (`decode.read_frames`) seeks to the middles; the middle of a scene is only
 known once its end is found, and its frames cannot all be held. FRAME_PICK=best (the
 default) picks the sharpest frame with content near the middle among the frames pass 1
-decodes anyway, in one pass (Performance: decoding is the whole cost): it skips
-non-reference frames and holds candidates as it goes (`choose.Candidates`), falling back to
-pass 2 only for a window it holds nothing in. Each chosen frame is written as an image
+decodes anyway, in one pass (Performance: decoding is the whole cost): it holds
+candidates as it goes (`choose.Candidates`; skipping non-reference frames when
+DETECT_GRADUAL is off), falling back to pass 2 only for a window it holds nothing in
+(a scene a dissolve split off, found after the pass). Each chosen frame is written as an image
 straight away and dropped, so memory holds one or two full-resolution frames at a time.
 """
 
