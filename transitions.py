@@ -23,9 +23,11 @@ FADE_GAP, FADE_RAMP = 45, 24.0  # see merge_fades
 # A hard cut ContentDetector scores too low (shots of the same colours, laid out apart):
 # a score at least STRUCT_FLOOR times the threshold and STRUCT_RATIO times the highest
 # of the STRUCT_REACH frames either side, where the 8x8 thumbnails before and after it
-# correlate less than STRUCT_APART while each side's own next frame correlates at least
-# STRUCT_SAME (see find_structural_cuts).
-STRUCT_FLOOR, STRUCT_RATIO, STRUCT_REACH, STRUCT_APART, STRUCT_SAME = 0.2, 3.0, 5, 0.5, 0.7
+# correlate less than STRUCT_APART and differ by STRUCT_JUMP (mean, of 255) or more,
+# while each side's own next frame correlates at least STRUCT_SAME (see
+# find_structural_cuts). A focus pull changes the layout of a flat picture's thumbnail
+# too, but by about 7.
+STRUCT_FLOOR, STRUCT_RATIO, STRUCT_REACH, STRUCT_APART, STRUCT_SAME, STRUCT_JUMP = 0.2, 3.0, 5, 0.5, 0.7, 12.0
 
 
 def thumb_table(thumbs) -> np.ndarray:
@@ -130,8 +132,8 @@ def find_structural_cuts(scores, thumbs, cuts: list[int], flashes: list[list[int
     A second opinion only where the score already stands out: at least STRUCT_FLOOR of
     the threshold and STRUCT_RATIO times any score within STRUCT_REACH frames (so motion,
     which scores alike frame after frame, never qualifies). There, the frame's 8x8
-    thumbnail must correlate less than STRUCT_APART with the frame before, while each
-    side is steady (its neighbour correlates at least STRUCT_SAME). None within
+    thumbnail must correlate less than STRUCT_APART with the frame before and differ
+    from it by STRUCT_JUMP on average, while each side is steady (its neighbour correlates at least STRUCT_SAME). None within
     `min_gap` frames of another cut or of a flash.
     """
     table = thumb_table(thumbs)
@@ -146,6 +148,8 @@ def find_structural_cuts(scores, thumbs, cuts: list[int], flashes: list[list[int
         if len(around) and score < STRUCT_RATIO * around.max():
             continue
         if any(abs(n - c) < min_gap for c in taken) or any(a - min_gap <= n <= b + min_gap for a, b in flashes):
+            continue
+        if float(np.abs(table[n] - table[n - 1]).mean()) < STRUCT_JUMP:
             continue
         if (_correlation(table[n - 1], table[n]) < STRUCT_APART and _correlation(table[n - 2], table[n - 1]) >= STRUCT_SAME
                 and _correlation(table[n], table[n + 1]) >= STRUCT_SAME):

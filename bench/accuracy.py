@@ -50,7 +50,7 @@ def pyscenedetect_cuts(video, threshold, min_scene_len, backend):
 
     scenes = scenedetect_detect(str(video), ContentDetector(threshold=threshold, min_scene_len=min_scene_len),
                                 backend=backend)
-    return [start.frame_num for start, _ in scenes[1:]]
+    return [start.frame_num for start, _ in scenes[1:]], [start.get_seconds() for start, _ in scenes[1:]]
 
 
 def cuts_by(method, video):
@@ -58,7 +58,8 @@ def cuts_by(method, video):
     import detect
 
     if isinstance(METHODS[method], str):
-        return pyscenedetect_cuts(video, config.SCENE_THRESHOLD, config.MIN_SCENE_LEN, METHODS[method]), None
+        frames, seconds = pyscenedetect_cuts(video, config.SCENE_THRESHOLD, config.MIN_SCENE_LEN, METHODS[method])
+        return frames, dict(zip(frames, seconds, strict=True))  # cut -> its time, as detection.times is indexed
     detection = detect.detect(video, threshold=config.SCENE_THRESHOLD, min_scene_len=config.MIN_SCENE_LEN,
                               **METHODS[method])
     return detection.cuts, detection.times

@@ -448,6 +448,8 @@ def test_best_pick_is_at_least_as_sharp_as_the_middle_under_motion_blur(tmp_path
 
     path = tmp_path / "blur.mp4"
     make_video(path, [50, 50, 50], touch=blur)
+    # A focus change is no cut, for the structural second opinion either.
+    assert detect.detect(path, gradual=True).cuts == detect.detect(path, flash_filter=False).cuts == [50, 100]
     middle = extract.extract(path, tmp_path / "middle", Settings(frame_pick="middle"))
     best = extract.extract(path, tmp_path / "best", Settings(frame_pick="best", frame_pick_window=0.8))
     assert [f["frame"] for f in middle["frames"]] == [25, 75, 125]  # all blurred
@@ -777,7 +779,7 @@ def test_the_default_finds_hard_cuts_between_shots_of_the_same_colours(tmp_path)
 
 
 def test_find_structural_cuts_is_pure_and_asks_for_a_score_standing_out():
-    steady, other = bytes(range(64)), bytes(range(63, -1, -1))  # two layouts, anti-correlated
+    steady, other = bytes(range(0, 128, 2)), bytes(range(126, -1, -2))  # two layouts, anti-correlated, 64 apart
     thumbs = steady * 20 + other * 20
     scores = [1.0] * 40
     scores[20] = 12.0
@@ -787,6 +789,8 @@ def test_find_structural_cuts_is_pure_and_asks_for_a_score_standing_out():
     busy[20] = 12.0  # motion scoring 6 a frame: 12 does not stand out
     assert transitions.find_structural_cuts(busy, thumbs, [], [], threshold=27, min_gap=15) == []
     assert transitions.find_structural_cuts(scores, steady * 40, [], [], threshold=27, min_gap=15) == []  # same layout
+    faint = bytes(v // 8 for v in range(0, 128, 2)) * 20 + bytes(v // 8 for v in range(126, -1, -2)) * 20
+    assert transitions.find_structural_cuts(scores, faint, [], [], threshold=27, min_gap=15) == []  # only 8 apart
 
 
 def test_a_fade_through_black_is_one_cut():
