@@ -59,7 +59,7 @@ except ValueError as _err:  # config.ConfigError: a bad setting, named in the me
     # The CLI and the worker print it and exit 2; the handler fails every record with
     # it as a retryable error (a misconfiguration is never acknowledged).
     config, CONFIG_ERROR = None, str(_err)
-from extract import Settings, VideoError, extract
+from extract import CONTENT_TYPES, Settings, VideoError, extract
 
 # --- Errors: a stage and a cause; the type decides the message's fate ----------------------
 
@@ -601,6 +601,7 @@ def settings_from_config(**overrides):
     return Settings(**{
         "threshold": config.SCENE_THRESHOLD, "min_scene_len": config.MIN_SCENE_LEN,
         "min_frames": config.MIN_FRAMES, "max_frames": config.MAX_FRAMES, "jpeg_quality": config.JPEG_QUALITY,
+        "image_format": config.IMAGE_FORMAT, "max_edge": config.MAX_EDGE,
         "max_pixels": config.MAX_PIXELS, "max_duration_s": config.MAX_DURATION_S,
         "frame_pick": config.FRAME_PICK, "frame_pick_window": config.FRAME_PICK_WINDOW,
         "detect_gradual": config.DETECT_GRADUAL, "dedupe_distance": config.DEDUPE_DISTANCE,
@@ -653,17 +654,17 @@ def upload(shortcode, platform, frames_dir, manifest):
     context = contextvars.copy_context()
     with ThreadPoolExecutor(max_workers=config.UPLOAD_WORKERS) as pool:
         # Each thread runs in a copy of this record's log context.
-        futures = [pool.submit(context.copy().run, put, name, "image/jpeg") for name in names]
+        futures = [pool.submit(context.copy().run, put, name, CONTENT_TYPES[os.path.splitext(name)[1]]) for name in names]
         for future in futures:
             future.result()
     put("manifest.json", "application/json")
 
     def stale(client):
-        found = []
+        found, written = [], set(names)
         for page in client.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix):
             for item in page.get("Contents", []):
-                match = re.fullmatch(r"(\d+)\.jpg", item["Key"][len(prefix):])
-                if match and int(match.group(1)) >= len(names):
+                name = item["Key"][len(prefix):]  # a numbered frame of any format, not of this run
+                if re.fullmatch(r"\d+\.(?:jpg|webp|png)", name) and name not in written:
                     found.append({"Key": item["Key"]})
         for start in range(0, len(found), 1000):
             errors = client.delete_objects(Bucket=bucket, Delete={"Objects": found[start:start + 1000], "Quiet": True}).get("Errors")
@@ -1216,11 +1217,16 @@ def main(argv=None):
                         help=f"keep at most this many frames, 0 for no cap (default {config.MAX_FRAMES})")
     parser.add_argument("--frame-pick", choices=("middle", "best"), default=config.FRAME_PICK,
                         help=f"middle frame of each scene, or the sharpest with content near it (default {config.FRAME_PICK})")
+    parser.add_argument("--image-format", choices=("jpeg", "webp", "png"), default=config.IMAGE_FORMAT,
+                        help=f"format of the frames written (default {config.IMAGE_FORMAT})")
+    parser.add_argument("--max-edge", type=_number(int, 0), default=config.MAX_EDGE,
+                        help=f"long side of a frame at most this many pixels, 0 for full size (default {config.MAX_EDGE})")
     args = parser.parse_args(argv)
 
     out_dir = args.out or os.path.join("frames", os.path.splitext(os.path.basename(args.video))[0])
     settings = settings_from_config(threshold=args.threshold, min_frames=args.min_frames,
-                                    max_frames=args.max_frames, frame_pick=args.frame_pick)
+                                    max_frames=args.max_frames, frame_pick=args.frame_pick,
+                                    image_format=args.image_format, max_edge=args.max_edge)
     started = time.monotonic()
     _remove_numbered_frames(out_dir)
     try:
@@ -1284,7 +1290,7 @@ def _remove_numbered_frames(out_dir):
     """A rerun with fewer scenes must not leave the old run's extra frames behind."""
     if os.path.isdir(out_dir):
         for name in os.listdir(out_dir):
-            if re.fullmatch(r"\d+\.jpg", name):
+            if re.fullmatch(r"\d+\.(?:jpg|webp|png)", name):
                 os.remove(os.path.join(out_dir, name))
 
 

@@ -7,7 +7,9 @@ import math
 from collections.abc import Callable, Sequence
 from typing import NamedTuple
 
-from quality import Quality
+from quality import Quality, average_hash, hamming
+
+THUMB_BYTES = 64  # pass 1's 8x8 thumbnail of a frame
 
 MAX_KEPT_FRAMES = 8  # full frames pass 1 may hold for the even fallback
 
@@ -92,18 +94,21 @@ def even_guess(declared_count: int, *, min_frames: int, max_frames: int) -> list
 
 
 def choose_windows(picks: list[Pick], scenes: list[tuple[int, int]], content, *, frame_pick: str = "best",
-                   window: float = 0.3, min_frames: int = 1) -> list[Choice]:
+                   window: float = 0.3, min_frames: int = 1, sharpness=None, thumbs=None,
+                   distance: int = 0) -> list[Choice]:
     """Where to look for each pick's frame.
 
     "middle" looks at the pick itself. "best" drops scenes that are black, white or
     blank throughout (unless fewer than `min_frames` picks would be left), and looks
     at `window` of the scene around the frame with content nearest its middle, for
     the sharpest frame with content: the middle is often a motion blur or a fade.
-    Evenly spaced picks are left where they are. `content` has a 1 for each frame
-    with content.
+    Evenly spaced picks are judged too (see `even_choices`) when `sharpness` and
+    `thumbs` of every frame are given. `content` has a 1 for each frame with content.
     """
     if frame_pick != "best":
         return [Choice(p, Window(p.frame, p.frame)) for p in picks]
+    if picks and all(p.reason == "even" for p in picks) and sharpness is not None and thumbs is not None:
+        return even_choices(picks, content, sharpness, thumbs, window=window, distance=distance)
     chosen, dull = [], []
     for pick in picks:
         if pick.reason != "middle":
@@ -121,6 +126,89 @@ def choose_windows(picks: list[Pick], scenes: list[tuple[int, int]], content, *,
     if len(chosen) < min_frames:  # keep dull scenes rather than fall below min_frames
         chosen = sorted(chosen + dull[: min_frames - len(chosen)], key=lambda item: item.pick.frame)
     return chosen
+
+
+def even_half(count: int, picks: int, window: float) -> int:
+    """How far either side of an evenly spaced pick its frame is looked for: `window` of
+    its slice of the video (of `count` frames, `picks` slices)."""
+    return int(window * count / max(1, picks) / 2)
+
+
+def even_rank(number: int, pick: int, quality: Quality, distinct: bool) -> tuple:
+    """How an even pick's candidates compare: distinct from the frames already chosen,
+    then with content, then sharper, then nearer the pick."""
+    return distinct, quality.has_content, quality.sharpness, -abs(number - pick)
+
+
+def even_choices(picks: list[Pick], content, sharpness, thumbs, *, window: float, distance: int) -> list[Choice]:
+    """The even fallback, judged: for each evenly spaced pick, the best frame (with
+    content, then sharpest) within `window` of its slice of the video around it; where
+    that frame is a near-duplicate of one already chosen (average hashes of pass 1's
+    thumbnails within `distance` bits), the next best that is not, if any. One frame per
+    pick, always: never fewer than the fallback's count.
+
+    `content`, `sharpness` and `thumbs` (64 bytes each) are pass 1's, per frame.
+    `EvenPool` makes the same choice while pass 1 runs.
+    """
+    count = min(len(content), len(sharpness), len(thumbs) // THUMB_BYTES)
+    half = even_half(count, len(picks), window)
+    chosen, hashes = [], []
+    for pick in picks:
+        best = None
+        for n in range(max(0, pick.frame - half), min(count, pick.frame + half + 1)):
+            hashed = average_hash(bytes(thumbs[n * THUMB_BYTES:(n + 1) * THUMB_BYTES]))
+            rank = even_rank(n, pick.frame, Quality(content[n], sharpness[n]),
+                             all(hamming(hashed, h) > distance for h in hashes))
+            if best is None or rank > best[0]:
+                best = rank, n, hashed
+        if best is None:
+            chosen.append(Choice(pick, Window(pick.frame, pick.frame)))
+            continue
+        hashes.append(best[2])
+        chosen.append(Choice(pick._replace(frame=best[1]), Window(best[1], best[1])))
+    return chosen
+
+
+class EvenPool:
+    """Makes `even_choices`' choice while pass 1 runs, so a video with fewer scenes than
+    min_frames (a single shot, most often) needs no second pass.
+
+    The evenly spaced picks depend only on the frame count, which the container
+    declares up front: `frames()` names the frames of their windows, and pass 1 hands
+    each over (`hold`) with its Quality and thumbnail. The best so far of each window
+    is encoded (`grab(number, frame, quality)`) whenever a better one comes (a few times
+    a window: sharpness is what changes, and a new best is ever rarer); `chosen` maps
+    each window's best frame to what `grab` returned. Windows come one after the other,
+    so "distinct from the frames already chosen" is known when a window starts.
+    Only for up to MAX_KEPT_FRAMES picks. A count the container got wrong moves the
+    picks: those frames are left to the second pass.
+    """
+
+    def __init__(self, declared: int, *, min_frames: int, max_frames: int, window: float, distance: int,
+                 grab: Callable[[int, object, Quality], object]):
+        self.picks = even_guess(declared, min_frames=min_frames, max_frames=max_frames)
+        half = even_half(declared, len(self.picks), window)
+        self.window_of = {n: k for k, pick in enumerate(self.picks)
+                          for n in range(max(0, pick - half), min(declared, pick + half + 1))}
+        self.distance, self.grab = distance, grab
+        self.best = {}  # window -> (rank, number, hash)
+        self.chosen = {}  # frame number -> Grab
+
+    def frames(self) -> set[int]:
+        return set(self.window_of)
+
+    def hold(self, number: int, frame, quality: Quality, thumb: bytes) -> None:
+        window = self.window_of.get(number)
+        if window is None:
+            return
+        hashed = average_hash(thumb)
+        earlier = [best[2] for k, best in self.best.items() if k < window]
+        rank = even_rank(number, self.picks[window], quality, all(hamming(hashed, h) > self.distance for h in earlier))
+        if window not in self.best or rank > self.best[window][0]:
+            if window in self.best:
+                self.chosen.pop(self.best[window][1], None)
+            self.best[window] = rank, number, hashed
+            self.chosen[number] = self.grab(number, frame, quality)
 
 
 class Held(NamedTuple):

@@ -88,13 +88,17 @@ MIN_SCENE_LEN = _scene_len("MIN_SCENE_LEN", "15")
 MIN_FRAMES = _int("MIN_FRAMES", 3, minimum=1, maximum=1000)
 MAX_FRAMES = _int("MAX_FRAMES", 0, minimum=0, maximum=100000)
 JPEG_QUALITY = _int("JPEG_QUALITY", 90, minimum=1, maximum=100)
+IMAGE_FORMAT = _raw("IMAGE_FORMAT", "jpeg").lower()
+if IMAGE_FORMAT not in ("jpeg", "webp", "png"):
+    raise ConfigError(f"IMAGE_FORMAT must be jpeg, webp or png, got {IMAGE_FORMAT!r}")
+MAX_EDGE = _int("MAX_EDGE", 0, minimum=0, maximum=65535)  # 0: full size
 FRAME_PICK = _raw("FRAME_PICK", "best")
 if FRAME_PICK not in ("middle", "best"):
     raise ConfigError(f"FRAME_PICK must be middle or best, got {FRAME_PICK!r}")
 FRAME_PICK_WINDOW = _float("FRAME_PICK_WINDOW", 0.3, minimum=0.0)
 if FRAME_PICK_WINDOW > 1:
     raise ConfigError(f"FRAME_PICK_WINDOW must be between 0 and 1, got {FRAME_PICK_WINDOW}")
-DETECT_GRADUAL = _bool("DETECT_GRADUAL", False)
+DETECT_GRADUAL = _bool("DETECT_GRADUAL", True)
 DEDUPE_DISTANCE = _int("DEDUPE_DISTANCE", 6, minimum=0, maximum=64)
 MAX_PIXELS = _int("MAX_PIXELS", 4096 * 2304, minimum=0)  # 0: no limit
 MAX_DURATION_S = _float("MAX_DURATION_S", 1800.0, minimum=0.0)  # 0: no limit

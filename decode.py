@@ -321,10 +321,30 @@ class Ahead:
 
 
 class Small(NamedTuple):
-    """A frame shrunk to about DETECT_WIDTH: its I420 planes (luma on top) and BGR image."""
+    """A frame shrunk to about DETECT_WIDTH: its I420 planes (luma on top) and BGR image,
+    and the range its planes are in (`full_range`: 0-255, JPEG; else 16-235 luma and
+    16-240 chroma, MPEG/limited, as most video is)."""
 
     planes: np.ndarray
-    bgr: np.ndarray
+    bgr: np.ndarray | None
+    full_range: bool = False
+
+    @property
+    def luma(self) -> np.ndarray:
+        return self.planes[:self.planes.shape[0] * 2 // 3]
+
+    @property
+    def chroma(self) -> np.ndarray:
+        """The U and V planes, one row each."""
+        return self.planes[self.planes.shape[0] * 2 // 3:].reshape(2, -1)
+
+
+def is_full_range(frame: av.VideoFrame) -> bool:
+    """Whether a frame's YUV values use the full 0-255 range (JPEG range: yuvj formats,
+    `color_range` JPEG) rather than the limited MPEG range (unspecified counts as
+    limited, as players take it). A frame swscale made says which range it wrote: it
+    keeps a full-range source's range (tests/test_extract.py pins this)."""
+    return frame.color_range == 2 or frame.format.name.startswith("yuvj")
 
 
 def small_size(width: int, height: int) -> tuple[int, int]:
@@ -350,22 +370,25 @@ def shrinker(width: int, height: int) -> Callable[[av.VideoFrame], Small]:
     reformatter = VideoReformatter()
 
     def shrink(frame):
-        planes = reformatter.reformat(frame, width=width, height=height, format="yuv420p",
-                                      interpolation=Interpolation.AREA).to_ndarray()
-        return Small(planes, cv2.cvtColor(planes, cv2.COLOR_YUV2BGR_I420))
+        small = reformatter.reformat(frame, width=width, height=height, format="yuv420p",
+                                     interpolation=Interpolation.AREA)
+        planes = small.to_ndarray()
+        return Small(planes, cv2.cvtColor(planes, cv2.COLOR_YUV2BGR_I420), is_full_range(small))
 
     return shrink
 
 
-def luma_shrinker() -> Callable[[av.VideoFrame], np.ndarray]:
-    """A function from a decoded frame to its luma at `small_size` (Performance: one
-    reused swscale context; not for two threads at once)."""
+def planes_shrinker() -> Callable[[av.VideoFrame], Small]:
+    """A function from a decoded frame to its `Small` at `small_size` (even sides),
+    without the BGR image (Performance: one reused swscale context; not for two
+    threads at once)."""
     reformatter = VideoReformatter()
 
     def shrink(frame):
-        width, height = small_size(frame.width, frame.height)
-        return reformatter.reformat(frame, width=width, height=height, format="gray",
-                                    interpolation=Interpolation.AREA).to_ndarray()
+        width, height = (even(side) for side in small_size(frame.width, frame.height))
+        small = reformatter.reformat(frame, width=width, height=height, format="yuv420p",
+                                     interpolation=Interpolation.AREA)
+        return Small(small.to_ndarray(), None, is_full_range(small))
 
     return shrink
 
@@ -401,6 +424,37 @@ def upright_image(frame: av.VideoFrame) -> np.ndarray:
 def upright(image: np.ndarray, rotation: int) -> np.ndarray:
     """Rotate a decoded image by `rotation` degrees counter-clockwise."""
     return np.rot90(image, k=rotation // 90) if rotation else image
+
+
+# --- Pixel shape -----------------------------------------------------------------------------
+
+
+def pixel_aspect(stream) -> Fraction:
+    """The sample aspect ratio: how much wider than tall a stored pixel is shown (1 for
+    square pixels, 16/11 for PAL widescreen DVD's 704x576).
+
+    The stream's own (the codec's, from the bitstream: H.264's VUI), as PySceneDetect's
+    PyAV backend reads it; not the container's, which FFmpeg also derives from the track
+    header's display size, so a header that lies about the frame size (tests/test_hostile.py:
+    30000x30000 over a 320x240 stream) would invent a 4:3 stretch. Unknown or nonsense
+    (0, negative) is square.
+    """
+    sar = stream.codec_context.sample_aspect_ratio
+    return Fraction(sar) if sar and sar > 0 else Fraction(1)
+
+
+def video_pixel_aspect(path) -> Fraction:
+    """`pixel_aspect` of a video file's first video stream (reads only its header)."""
+    container, stream = open_video(path)
+    with container:
+        return pixel_aspect(stream)
+
+
+def displayed_size(width: int, height: int, *, aspect: Fraction, rotation: int) -> tuple[int, int]:
+    """The upright size a `width` x `height` stored frame is shown at: its stored width
+    stretched by the pixel `aspect`, then turned by `rotation` (as players do)."""
+    shown = max(1, round(width * aspect))
+    return (height, shown) if rotation % 180 == 90 else (shown, height)
 
 
 # --- Pass 2: grab the chosen frames ----------------------------------------------------------

@@ -7,7 +7,7 @@ reports a cut when the score crosses `threshold` and the previous cut is at leas
 `min_scene_len` away: the same computation `scenedetect detect-content` does, so the cuts
 match its goldens. The scan also records, per frame, its real timestamp (correct for
 variable frame rate video), whether it is a keyframe, whether it has content, its mean
-brightness and an 8x8 thumbnail, for the filters of transitions.py.
+brightness, sharpness and an 8x8 thumbnail, for the filters of transitions.py.
 
 With `skip_nonref`, only reference frames are decoded (decode.decode_references); where
 a cut may hide among the skipped ones, they are decoded (decode.read_gap) and the
@@ -23,14 +23,15 @@ import os
 from array import array
 from collections.abc import Callable, Collection
 from dataclasses import dataclass, field
+from fractions import Fraction
 from typing import Any, Protocol
 
 import cv2
 
 import decode
 from decode import VideoError
-from quality import Quality, luma_stats, sharpness
-from transitions import THUMB_SIDE, drop_flash_cuts, find_gradual_transitions, merge_fades
+from quality import Quality, picture_stats, sharpness
+from transitions import THUMB_SIDE, drop_flash_cuts, find_gradual_transitions, find_structural_cuts, merge_fades
 
 # A video that decodes to fewer frames than its container declares broke down part way:
 # report it instead of passing the part off as the whole. An edit list may hide a frame
@@ -136,9 +137,10 @@ class Observer(Protocol):
 class Detection:
     """What the detection pass learned about the video."""
 
-    width: int  # as displayed (after rotation)
+    width: int  # as displayed (pixel aspect applied, after rotation)
     height: int
     rotation: int  # degrees counter-clockwise that bring a decoded frame upright
+    aspect: Fraction  # sample aspect ratio of the stored frames (decode.pixel_aspect)
     fps: float
     frame_count: int
     duration_s: float
@@ -149,6 +151,9 @@ class Detection:
     kept: dict = field(repr=False, default_factory=dict)  # frame number -> detect's hold() of it
     content: bytearray = field(repr=False, default_factory=bytearray)  # 1: not black, white or blank
     flashes: list = field(default_factory=list)  # [first, last] frames of flashes whose cuts were dropped
+    scores: array = field(repr=False, default_factory=lambda: array("f"))  # ContentDetector's score of each frame
+    sharpness: array = field(repr=False, default_factory=lambda: array("f"))  # quality.sharpness of each frame
+    thumbs: bytearray = field(repr=False, default_factory=bytearray)  # 8x8 luma thumbnail of each frame, one after the other
 
 
 @dataclass(frozen=True)
@@ -158,7 +163,7 @@ class _Options:
     check: Callable[[], None] | None
     progress: Callable[[int, int], None] | None
     keep: Callable[[int], Collection[int]] | None
-    hold: Callable[[int, decode.Frame], Any] | None
+    hold: Callable[[int, decode.Frame, Quality, bytes], Any] | None
     limits: decode.Limits
     flash_filter: bool
     gradual: bool
@@ -168,7 +173,7 @@ class _Options:
 def detect(path, *, threshold: float = 27.0, min_scene_len: int | float = 15,
            check: Callable[[], None] | None = None, progress: Callable[[int, int], None] | None = None,
            keep: Callable[[int], Collection[int]] | None = None,
-           hold: Callable[[int, decode.Frame], Any] | None = None,
+           hold: Callable[[int, decode.Frame, Quality, bytes], Any] | None = None,
            max_pixels: int = 0, max_duration_s: float = 0, flash_filter: bool = True, gradual: bool = False,
            skip_nonref: bool = False, pool: Observer | None = None) -> Detection:
     """Pass 1: decode the video once and find the cuts.
@@ -178,13 +183,15 @@ def detect(path, *, threshold: float = 27.0, min_scene_len: int | float = 15,
         check: called for every frame; may raise to abandon the work (the handler uses it
             for the Lambda deadline).
         progress: `progress(done, total)` is told how far it got (total: 0 when unknown).
-        keep: `keep(frame_count)` may name a few frames to hold on to (see extract); the
-            Detection's `kept` maps each to `hold(number, frame)`, by default its upright
+        keep: `keep(frame_count)` may name frames to hold on to (see extract); the
+            Detection's `kept` maps each to `hold(number, frame, quality, thumbnail)` (its
+            Quality and 8x8 thumbnail; a None is not kept), by default its upright
             BGR image.
         max_pixels, max_duration_s: refuse videos too big to be worth decoding (0: no
             limit), from the header when it says so and during decoding when it lied.
         flash_filter: drop the cuts that brief flashes cause (transitions.drop_flash_cuts).
-        gradual: find dissolves, fades and wipes too (transitions.find_gradual_transitions).
+        gradual: find dissolves, fades and wipes too (transitions.find_gradual_transitions),
+            and hard cuts between shots of the same colours (transitions.find_structural_cuts).
         skip_nonref: decode only the frames other frames depend on (I, P and reference B
             frames; see decode.decode_references); gaps where a cut may hide are decoded
             and scored frame by frame.
@@ -269,12 +276,17 @@ def _detect(path, options: _Options, skip_nonref: bool) -> Detection:
     if options.gradual:
         cuts = merge_fades(cuts, scan.content, scan.luma)
         cuts = sorted(cuts + find_gradual_transitions(scan.thumbs, scan.content, cuts, flashes))
-    width, height = stream.codec_context.width, stream.codec_context.height
-    sideways = scan.rotation % 180 == 90
+        min_gap = options.min_scene_len if isinstance(options.min_scene_len, int) else round(options.min_scene_len * rate)
+        cuts = sorted(cuts + find_structural_cuts(scan.scores, scan.thumbs, cuts, flashes,
+                                                  threshold=options.threshold, min_gap=int(min_gap)))
+    aspect = decode.pixel_aspect(stream)
+    width, height = decode.displayed_size(stream.codec_context.width, stream.codec_context.height,
+                                          aspect=aspect, rotation=scan.rotation)
     return Detection(
-        width=height if sideways else width,
-        height=width if sideways else height,
+        width=width,
+        height=height,
         rotation=scan.rotation,
+        aspect=aspect,
         fps=float(rate),
         frame_count=count,
         duration_s=scan.times[-1] + scan.last_duration,
@@ -285,6 +297,9 @@ def _detect(path, options: _Options, skip_nonref: bool) -> Detection:
         keyframes=scan.keyframes,
         kept=scan.kept,
         content=scan.content,
+        scores=scan.scores,
+        sharpness=scan.sharpness,
+        thumbs=scan.thumbs,
     )
 
 
@@ -302,6 +317,8 @@ class _Scan:
         self.cuts, self.times, self.pts, self.keyframes = [], array("d"), array("q"), []
         # Per frame, for the flash and gradual filters and the "best" pick.
         self.content, self.luma, self.thumbs = bytearray(), array("f"), bytearray()
+        self.scores = array("f")  # the detector's score of each frame (0 for one it skipped)
+        self.sharpness = array("f")  # quality.sharpness of each frame's small luma
         self.rotation, self.last_duration, self.last = 0, 1 / float(rate), -1
         self.motion = 0.0  # score per frame between the last two decoded frames
         self.timeline = None  # with skipping: told when to decode every frame
@@ -315,7 +332,8 @@ class _Scan:
         """Score one decoded frame (`small`: its shrunk planes and image, if already
         made); False (and nothing recorded) when `tentative` and it makes a cut after
         skipped frames, which must then be taken first."""
-        planes, bgr = small or self.shrink(frame)
+        small = small or self.shrink(frame)
+        bgr = small.bgr
         before = None
         if tentative and index > self.last + 1:
             before = self.detector.snapshot()
@@ -342,22 +360,28 @@ class _Scan:
             self.pts.append(frame.pts if frame.pts is not None else -1)
             if frame.key_frame:
                 self.keyframes.append(index)
-        if index in self.keep_frames:
-            self.kept[index] = self.hold(index, frame) if self.hold else decode.upright_image(frame)
         duration = decode.frame_duration(frame)
         if duration:
             self.last_duration = duration
-        luma = planes[:self.small_h]
-        mean, has = luma_stats(luma)
+        luma = small.luma
+        mean, has = picture_stats(luma, small.chroma, full_range=small.full_range)
         self._fill(index)
         self.content.append(has)
         self.luma.append(mean)
-        self.thumbs += cv2.resize(luma, (THUMB_SIDE, THUMB_SIDE), interpolation=cv2.INTER_AREA).tobytes()
+        self.scores.append(score)
+        self.sharpness.append(sharpness(luma))
+        sharp = self.sharpness[-1]  # as stored (float32): what choose.even_choices sees later
+        thumb = cv2.resize(luma, (THUMB_SIDE, THUMB_SIDE), interpolation=cv2.INTER_AREA).tobytes()
+        self.thumbs += thumb
+        if index in self.keep_frames:
+            kept = self.hold(index, frame, Quality(has, sharp), thumb) if self.hold else decode.upright_image(frame)
+            if kept is not None:
+                self.kept[index] = kept
         self.cuts += found
         if self.pool is not None:
             for cut in found:
                 self.pool.cut(cut)
-            self.pool.offer(index, frame, Quality(has, sharpness(luma)))  # quality.rate, content known
+            self.pool.offer(index, frame, Quality(has, sharp))  # quality.rate, content known
         self.last = index
         return True
 
@@ -366,6 +390,8 @@ class _Scan:
         while len(self.content) < count:
             self.content.append(self.content[-1])
             self.luma.append(self.luma[-1])
+            self.scores.append(0.0)
+            self.sharpness.append(self.sharpness[-1])
             self.thumbs += self.thumbs[-THUMB_SIDE * THUMB_SIDE:]
 
     def finish(self, count):

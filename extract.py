@@ -1,4 +1,4 @@
-"""Scene-based key frame extraction: a video file in, one JPEG per scene and a manifest out.
+"""Scene-based key frame extraction: a video file in, one image per scene and a manifest out.
 
 The pure core of the service: no S3, no Supabase, no SQS. `app.py` calls `extract()`
 both from the Lambda handler and from the local CLI. This module only orchestrates;
@@ -9,15 +9,16 @@ the work is done, in the order data flows, by:
     transitions.py  flash, fade and dissolve/wipe filters over those signals
     quality.py      content, sharpness, perceptual hash of a frame
     choose.py       scenes from cuts, the picks, their windows, the candidate pool
-    output.py       JPEGs, manifest.json, the contact sheet
+    output.py       the images (displayed shape, MAX_EDGE, IMAGE_FORMAT), manifest.json, the contact sheet
 
 FRAME_PICK=middle gives exactly the middle frame of each scene: pass 1 decodes every
 frame and pass 2 (`decode.read_frames`) seeks to the middles; the middle of a scene is only
 known once its end is found, and its frames cannot all be held. FRAME_PICK=best (the
 default) picks the sharpest frame with content near the middle among the frames pass 1
-decodes anyway, in one pass (Performance: decoding is the whole cost): it skips
-non-reference frames and holds candidates as it goes (`choose.Candidates`), falling back to
-pass 2 only for a window it holds nothing in. Each chosen frame is written as a JPEG
+decodes anyway, in one pass (Performance: decoding is the whole cost): it holds
+candidates as it goes (`choose.Candidates`; skipping non-reference frames when
+DETECT_GRADUAL is off), falling back to pass 2 only for a window it holds nothing in
+(a scene a dissolve split off, found after the pass). Each chosen frame is written as an image
 straight away and dropped, so memory holds one or two full-resolution frames at a time.
 """
 
@@ -30,9 +31,10 @@ import decode
 import detect
 import output
 from decode import VideoError
+from output import CONTENT_TYPES, FORMATS
 from quality import FrameJudge, hamming
 
-__all__ = ["Settings", "VideoError", "extract"]
+__all__ = ["CONTENT_TYPES", "FORMATS", "Settings", "VideoError", "extract"]
 
 
 @dataclass(frozen=True)
@@ -43,13 +45,23 @@ class Settings:
     min_scene_len: int | float = 15  # int: frames; float: seconds
     min_frames: int = 3
     max_frames: int = 0  # 0: no cap
-    jpeg_quality: int = 90
+    jpeg_quality: int = 90  # JPEG and WebP quality, 1-100
+    image_format: str = "jpeg"  # jpeg, webp or png (output.FORMATS)
+    max_edge: int = 0  # the long side of a written frame at most this many pixels; 0: full size
     max_pixels: int = 0  # refuse larger frames (width x height); 0: no limit
     max_duration_s: float = 0  # refuse longer videos; 0: no limit
     frame_pick: str = "best"  # the sharpest frame with content near the middle, or "middle" (see extract)
     frame_pick_window: float = 0.3  # with "best": the share of the scene searched, around its middle
-    detect_gradual: bool = False  # also find dissolves and fades (see transitions.find_gradual_transitions)
+    # True: ContentDetector's cuts, flashes' cuts dropped, dissolves, fades and wipes found
+    # (transitions.py); False: exactly PySceneDetect's ContentDetector cuts.
+    detect_gradual: bool = True
     dedupe_distance: int = 6  # with "best": drop a frame this close (pHash bits) to the one before
+
+    def __post_init__(self):
+        if self.image_format not in FORMATS:
+            raise ValueError(f"image_format must be one of {', '.join(FORMATS)}, got {self.image_format!r}")
+        if self.max_edge < 0:
+            raise ValueError(f"max_edge must be 0 (full size) or more, got {self.max_edge}")
 
 
 def extract(path, out_dir, settings: Settings = Settings(), *, check: Callable[[], None] | None = None,
@@ -73,35 +85,53 @@ def extract(path, out_dir, settings: Settings = Settings(), *, check: Callable[[
 def _extract(path, out_dir, settings, check, progress, contact_sheet):
     best = settings.frame_pick == "best"
     judge = FrameJudge()
+    # Frames are written in their displayed shape; pass 1 encodes some as it goes, so
+    # the pixel shape is read from the header first.
+    aspect = decode.video_pixel_aspect(path)
+    options = output.ImageOptions(settings.image_format, settings.jpeg_quality, settings.max_edge)
 
-    def encode(number, image, quality, kind=""):
-        return output.grab(path, out_dir, number, image, quality, jpeg_quality=settings.jpeg_quality,
-                           phash=best, thumb=contact_sheet, kind=kind)
+    def encode(number, image, quality, rotation, kind=""):
+        shown = output.shape(image, aspect=aspect, sideways=rotation % 180 == 90, max_edge=settings.max_edge)
+        return output.grab(path, out_dir, number, shown, quality, options=options, phash=best,
+                           thumb=contact_sheet, kind=kind)
 
     def grab(number, frame, quality):
-        return encode(number, decode.upright_image(frame), quality)
+        return encode(number, decode.upright_image(frame), quality, decode.upright_rotation(frame))
 
-    def hold(number, frame):
-        """An even fallback frame, encoded at once: pass 1 runs on with its JPEG on disk,
-        not its image in memory (6 MiB at 1080p, held for most of the video)."""
-        image = decode.upright_image(frame)
-        return encode(number, image, judge.rate_image(image), kind="even-")  # apart from a chosen frame
+    def grab_even(number, frame, quality):
+        """An even fallback frame, encoded at once: pass 1 runs on with its image on disk,
+        not in memory (6 MiB at 1080p, held for most of the video)."""
+        # kind: apart from a chosen frame
+        return encode(number, decode.upright_image(frame), quality, decode.upright_rotation(frame), kind="even-")
 
-    # Gradual transitions are found on every frame's thumbnail: they need the full decode.
-    one_pass = best and not settings.detect_gradual
-    pool = choose.Candidates(settings.frame_pick_window, grab) if one_pass else None
+    near = settings.dedupe_distance if best and settings.dedupe_distance else -1  # -1: no frame is a near-duplicate
+    even = None  # the even fallback's pool, made once the frame count is known
+
+    def keep(declared):
+        nonlocal even
+        even = choose.EvenPool(declared, min_frames=settings.min_frames, max_frames=settings.max_frames,
+                               window=settings.frame_pick_window if best else 0,
+                               distance=near, grab=grab_even)
+        return even.frames()
+
+    # "best" picks its frames during pass 1 (the pool). Gradual transitions are found on
+    # every frame's thumbnail, after the pass: a scene they split is fetched by pass 2.
+    pool = choose.Candidates(settings.frame_pick_window, grab) if best else None
+    skip_nonref = best and not settings.detect_gradual  # (the reference-only decode needs no thumbnails)
     detection = detect.detect(
         path, threshold=settings.threshold, min_scene_len=settings.min_scene_len, check=check, progress=progress,
-        keep=lambda count: choose.even_guess(count, min_frames=settings.min_frames, max_frames=settings.max_frames),
-        hold=hold, max_pixels=settings.max_pixels, max_duration_s=settings.max_duration_s,
-        gradual=settings.detect_gradual, skip_nonref=one_pass, pool=pool)
+        keep=keep, hold=lambda *frame: even.hold(*frame),  # noqa: PLW0108 (even: made by keep, later)
+        max_pixels=settings.max_pixels, max_duration_s=settings.max_duration_s,
+        gradual=settings.detect_gradual, flash_filter=settings.detect_gradual, skip_nonref=skip_nonref, pool=pool)
     scenes = choose.scenes_from_cuts(detection.cuts, detection.frame_count)
     method, picks = choose.select_frames(scenes, detection.frame_count, min_frames=settings.min_frames,
                                          max_frames=settings.max_frames)
     windows = choose.choose_windows(picks, scenes, detection.content, frame_pick=settings.frame_pick,
-                                    window=settings.frame_pick_window, min_frames=settings.min_frames)
+                                    window=settings.frame_pick_window, min_frames=settings.min_frames,
+                                    sharpness=detection.sharpness, thumbs=detection.thumbs,
+                                    distance=near)
 
-    held = dict(detection.kept)  # frames pass 1 already encoded (the even fallback)
+    held = dict(even.chosen) if even else {}  # frames pass 1 already encoded (the even fallback)
     chosen = pool.chosen if pool else {}
 
     def from_pass_one(pick, window):
@@ -117,7 +147,7 @@ def _extract(path, out_dir, settings, check, progress, contact_sheet):
         if not from_pass_one(pick, window):
             number, image, quality = next(found)
             assert window.first <= number <= window.last
-            grabbed = encode(number, image, quality)
+            grabbed = encode(number, image, quality, detection.rotation)
         elif window.first in held and window.first == window.last:
             grabbed = held.pop(window.first)
         else:
@@ -134,7 +164,7 @@ def _extract(path, out_dir, settings, check, progress, contact_sheet):
         if contact_sheet:
             thumbs.append(output.sheet_thumb(grabbed, index=index, time_s=time_s))
 
-    manifest = output.manifest(detection, scenes, method, frames)
+    manifest = output.manifest(detection, scenes, method, frames, image_format=settings.image_format)
     output.write_manifest(out_dir, manifest)
     if contact_sheet:
         output.write_contact_sheet(out_dir, thumbs, jpeg_quality=settings.jpeg_quality)

@@ -1,9 +1,10 @@
-"""What comes out: each chosen frame as a JPEG (`grab`, then `publish` under its index),
-the manifest, and the contact sheet of labelled thumbnails."""
+"""What comes out: each chosen frame as an image in its displayed shape (`grab`, then
+`publish` under its index), the manifest, and the contact sheet of labelled thumbnails."""
 
 import json
 import os
 from collections.abc import Sequence
+from fractions import Fraction
 from typing import NamedTuple
 
 import cv2
@@ -16,8 +17,29 @@ THUMB_WIDTH = 320
 GRAB_PREFIX = ".frame-"  # chosen frames wait in the output folder under this hidden name
 
 
+class Format(NamedTuple):
+    extension: str
+    content_type: str
+
+
+# IMAGE_FORMAT -> how its files are named and served.
+FORMATS = {"jpeg": Format(".jpg", "image/jpeg"), "webp": Format(".webp", "image/webp"),
+           "png": Format(".png", "image/png")}
+CONTENT_TYPES = {f.extension: f.content_type for f in FORMATS.values()}  # file extension -> ContentType
+
+
+class ImageOptions(NamedTuple):
+    """How frames are written: `format` (a key of FORMATS), `quality` (1-100, JPEG and
+    WebP; PNG is lossless) and `max_edge` (the long side at most this many pixels; 0:
+    the full displayed size)."""
+
+    format: str = "jpeg"
+    quality: int = 90
+    max_edge: int = 0
+
+
 class Grab(NamedTuple):
-    """A chosen frame, encoded: all the output needs of it. Its JPEG waits on disk (in
+    """A chosen frame, encoded: all the output needs of it. Its image waits on disk (in
     the output folder, under a hidden name) so memory holds no image per scene."""
 
     frame: int
@@ -25,33 +47,73 @@ class Grab(NamedTuple):
     file: str
     phash: int | None  # perceptual hash, for dropping near-duplicates
     thumb: bytes | None  # JPEG of the contact sheet thumbnail
+    width: int  # of the image written
+    height: int
 
 
-def grab(path, out_dir, number: int, image: np.ndarray, quality: Quality, *, jpeg_quality: int,
+def written_size(width: int, height: int, *, aspect: Fraction, sideways: bool, max_edge: int) -> tuple[int, int]:
+    """The size an upright `width` x `height` decoded image is written at: the stored
+    pixels' `aspect` applied (along the upright height when the frame was turned
+    `sideways`), then the long side brought down to `max_edge` (0: no limit)."""
+    if sideways:
+        height = max(1, round(height * aspect))
+    else:
+        width = max(1, round(width * aspect))
+    if max_edge and max(width, height) > max_edge:
+        factor = max_edge / max(width, height)
+        width, height = max(1, round(width * factor)), max(1, round(height * factor))
+    return width, height
+
+
+def shape(image: np.ndarray, *, aspect: Fraction, sideways: bool, max_edge: int) -> np.ndarray:
+    """An upright decoded image in its displayed shape, at most `max_edge` on its long side.
+
+    The stored width is stretched by the sample aspect ratio, as PySceneDetect's
+    save-images and players do (704x576 at 16:11 is written 1024x576): that keeps every
+    decoded line, where shrinking the other side would throw some away. One resize for
+    both: area resampling when no side grows (it averages the pixels it merges, so no
+    aliasing), bicubic when one does (area would only repeat pixels).
+    """
+    height, width = image.shape[:2]
+    target = written_size(width, height, aspect=aspect, sideways=sideways, max_edge=max_edge)
+    if target == (width, height):
+        return image
+    grows = target[0] > width or target[1] > height
+    return cv2.resize(image, target, interpolation=cv2.INTER_CUBIC if grows else cv2.INTER_AREA)
+
+
+def grab(path, out_dir, number: int, image: np.ndarray, quality: Quality, *, options: ImageOptions,
          phash: bool, thumb: bool, kind: str = "") -> Grab:
-    """Encode frame `number` (an upright BGR `image`) into a hidden file in `out_dir`.
+    """Encode frame `number` (a BGR `image` in its written shape: see `shape`) into a
+    hidden file in `out_dir`.
 
     `phash`: also hash it (for dropping near-duplicates); `thumb`: also keep the JPEG of
     its contact sheet thumbnail; `kind` names it apart from another grab of the same
     frame. Raises VideoError (of `path`) when it cannot be encoded.
     """
-    params = [cv2.IMWRITE_JPEG_QUALITY, jpeg_quality]
-    ok, jpeg = cv2.imencode(".jpg", image, params)
+    extension = FORMATS[options.format].extension
+    params = {"jpeg": [cv2.IMWRITE_JPEG_QUALITY, options.quality],
+              "webp": [cv2.IMWRITE_WEBP_QUALITY, options.quality]}.get(options.format, [])
+    ok, encoded = cv2.imencode(extension, image, params)
     if not ok:
-        raise VideoError(path, f"frame {number} could not be encoded as JPEG")
-    file = os.path.join(out_dir, f"{GRAB_PREFIX}{kind}{number}.jpg")
+        raise VideoError(path, f"frame {number} could not be encoded as {options.format}")
+    file = os.path.join(out_dir, f"{GRAB_PREFIX}{kind}{number}{extension}")
     with open(file, "wb") as fh:
-        fh.write(jpeg)
-    small = cv2.imencode(".jpg", _thumbnail(image), params)[1].tobytes() if thumb else None
-    return Grab(number, quality, file, perceptual_hash(image) if phash else None, small)
+        fh.write(encoded)
+    small = None
+    if thumb:
+        small = cv2.imencode(".jpg", _thumbnail(image), [cv2.IMWRITE_JPEG_QUALITY, options.quality])[1].tobytes()
+    height, width = image.shape[:2]
+    return Grab(number, quality, file, perceptual_hash(image) if phash else None, small, width, height)
 
 
 def publish(grabbed: Grab, out_dir, *, index: int, time_s: float, scene: int, reason: str) -> dict:
-    """Move a grabbed frame to `{index}.jpg` and return its manifest entry."""
-    name = f"{index}.jpg"
+    """Move a grabbed frame to `{index}.{extension}` and return its manifest entry."""
+    name = f"{index}{os.path.splitext(grabbed.file)[1]}"
     os.replace(grabbed.file, os.path.join(out_dir, name))
     return {"index": index, "file": name, "frame": grabbed.frame, "time_s": round(time_s, 6),
-            "scene": scene, "reason": reason, "sharpness": round(grabbed.quality.sharpness, 1)}
+            "scene": scene, "reason": reason, "sharpness": round(grabbed.quality.sharpness, 1),
+            "width": grabbed.width, "height": grabbed.height}
 
 
 def remove_grabs(out_dir) -> None:
@@ -61,9 +123,19 @@ def remove_grabs(out_dir) -> None:
             os.remove(os.path.join(out_dir, name))
 
 
-def manifest(detection, scenes: Sequence[tuple[int, int]], method: str, frames: list[dict]) -> dict:
-    """What manifest.json says of a video: its size, rate and length, its scenes with
-    their times, and the frames written (`publish`'s entries)."""
+def manifest(detection, scenes: Sequence[tuple[int, int]], method: str, frames: list[dict], *,
+             image_format: str) -> dict:
+    """What manifest.json says of a video: its displayed size, rate and length, its
+    scenes with their times and cut scores, the format of the images and the frames
+    written (`publish`'s entries).
+
+    A scene's `score` is ContentDetector's score at its first frame (how strongly the
+    picture changed there; a dissolve's middle scores low); the first scene has no cut
+    before it: `None` (null).
+    """
+    def score(start):
+        return round(float(detection.scores[start]), 3) if 0 < start < len(detection.scores) else None
+
     return {
         "width": detection.width,
         "height": detection.height,
@@ -71,12 +143,14 @@ def manifest(detection, scenes: Sequence[tuple[int, int]], method: str, frames: 
         "frame_count": detection.frame_count,
         "duration_s": round(detection.duration_s, 6),
         "method": method,
+        "format": image_format,
         "scenes": [
             {
                 "start_frame": start,
                 "end_frame": end,
                 "start_s": round(detection.times[start], 6),
                 "end_s": round(detection.times[end] if end < detection.frame_count else detection.duration_s, 6),
+                "score": score(start),
             }
             for start, end in scenes
         ],

@@ -1,6 +1,7 @@
-"""How good a frame is to show: content (not black, white or blank), sharpness, and a
-perceptual hash to tell near-duplicates apart. Pure OpenCV/numpy on small images, but
-for `FrameJudge`, which shrinks a decoded frame first (through decode)."""
+"""How good a frame is to show: content (not black, white or blank, judged on the picture
+as shown: in the stream's range, colour included), sharpness, and a perceptual hash to
+tell near-duplicates apart. Pure OpenCV/numpy on small images, but for `FrameJudge`,
+which shrinks a decoded frame first (through decode)."""
 
 from typing import NamedTuple
 
@@ -9,7 +10,13 @@ import numpy as np
 
 import decode
 
-BLACK_LEVEL, WHITE_LEVEL, BLANK_SPREAD = 16, 240, 6  # luma mean and spread, 0-255
+# As shown (full range, 0-255): a frame darker than BLACK_LEVEL or brighter than
+# WHITE_LEVEL on average, with less colour than COLOUR_LEVEL (RMS distance of its chroma
+# from grey, of +-128), is near-black or near-white; one whose luma and chroma both
+# spread less than BLANK_SPREAD (standard deviation) is blank — one flat colour.
+BLACK_LEVEL, WHITE_LEVEL, BLANK_SPREAD, COLOUR_LEVEL = 16, 240, 6, 10
+# Limited (MPEG) range: luma 16-235, chroma 16-240 around 128.
+LIMITED_BLACK, LIMITED_LUMA_SCALE, LIMITED_CHROMA_SCALE = 16, 255 / 219, 255 / 224
 
 
 class Quality(NamedTuple):
@@ -20,19 +27,38 @@ class Quality(NamedTuple):
     sharpness: float  # see sharpness()
 
 
-class LumaStats(NamedTuple):
-    mean: float  # mean brightness, 0-255
+class PictureStats(NamedTuple):
+    mean: float  # mean brightness as shown, 0-255 (full range)
     has_content: int  # 1 unless near-black, near-white or blank
 
 
-def luma_stats(luma: np.ndarray) -> LumaStats:
-    """Mean brightness, and whether a small luma image has content."""
+def picture_stats(luma: np.ndarray, chroma: np.ndarray | None = None, *, full_range: bool = False) -> PictureStats:
+    """Mean brightness as shown, and whether a small picture has content.
+
+    `luma` is its Y plane, `chroma` its U and V planes (one row each; None: grey), in
+    the limited range unless `full_range`. Limited-range black is 16 and white 235, so
+    the values are brought to the full range first: a black frame with a line of text
+    is black, and near-white can be seen at all. Colour counts: a flat-luma gradient of
+    hues, or a coloured card, has content; a dark or bright frame with colour in it is
+    not near-black or near-white.
+    """
     mean, spread = (value[0][0] for value in cv2.meanStdDev(luma))
-    return LumaStats(mean, int(BLACK_LEVEL < mean < WHITE_LEVEL and spread > BLANK_SPREAD))
+    colour = chroma_spread = 0.0
+    if chroma is not None:
+        (u_mean, u_spread), (v_mean, v_spread) = ((m[0][0] - 128, d[0][0]) for m, d in map(cv2.meanStdDev, chroma))
+        colour = (u_mean ** 2 + v_mean ** 2 + u_spread ** 2 + v_spread ** 2) ** 0.5
+        chroma_spread = max(u_spread, v_spread)
+    if not full_range:
+        mean, spread = (mean - LIMITED_BLACK) * LIMITED_LUMA_SCALE, spread * LIMITED_LUMA_SCALE
+        colour, chroma_spread = colour * LIMITED_CHROMA_SCALE, chroma_spread * LIMITED_CHROMA_SCALE
+    grey = colour < COLOUR_LEVEL
+    dark, bright = mean < BLACK_LEVEL and grey, mean > WHITE_LEVEL and grey
+    blank = spread <= BLANK_SPREAD and chroma_spread <= BLANK_SPREAD
+    return PictureStats(float(mean), int(not (dark or bright or blank)))
 
 
-def has_content(luma: np.ndarray) -> int:
-    return luma_stats(luma).has_content
+def has_content(luma: np.ndarray, chroma: np.ndarray | None = None, *, full_range: bool = False) -> int:
+    return picture_stats(luma, chroma, full_range=full_range).has_content
 
 
 def sharpness(luma: np.ndarray) -> float:
@@ -41,9 +67,9 @@ def sharpness(luma: np.ndarray) -> float:
     return float(deviation * deviation)
 
 
-def rate(luma: np.ndarray) -> Quality:
-    """The Quality of a small luma image."""
-    return Quality(has_content(luma), sharpness(luma))
+def rate(luma: np.ndarray, chroma: np.ndarray | None = None, *, full_range: bool = False) -> Quality:
+    """The Quality of a small picture (see picture_stats for the arguments)."""
+    return Quality(has_content(luma, chroma, full_range=full_range), sharpness(luma))
 
 
 def perceptual_hash(bgr: np.ndarray) -> int:
@@ -55,6 +81,14 @@ def perceptual_hash(bgr: np.ndarray) -> int:
     return int("".join("1" if v > median else "0" for v in low), 2)
 
 
+def average_hash(thumb: bytes) -> int:
+    """64-bit hash of an 8x8 luma thumbnail: a bit per pixel, set where it is brighter
+    than the thumbnail's mean. Coarser than perceptual_hash, but pass 1 has one for every
+    frame; near-identical pictures differ in few bits."""
+    pixels = np.frombuffer(thumb, np.uint8)
+    return int("".join("1" if v else "0" for v in pixels > pixels.mean()), 2)
+
+
 def hamming(a: int, b: int) -> int:
     """How many bits two hashes differ in."""
     return bin(a ^ b).count("1")
@@ -62,15 +96,18 @@ def hamming(a: int, b: int) -> int:
 
 class FrameJudge:
     """Rates a decoded frame (`judge(frame)`) or an image (`rate_image`) as a Quality, on
-    a luma image about DETECT_WIDTH wide (Performance: scaled by one reused swscale
+    its planes about DETECT_WIDTH wide (Performance: scaled by one reused swscale
     context). One judge per thread."""
 
     def __init__(self):
-        self.shrink = decode.luma_shrinker()
+        self.shrink = decode.planes_shrinker()
 
     def __call__(self, frame) -> Quality:
-        return rate(self.shrink(frame))
+        small = self.shrink(frame)
+        return rate(small.luma, small.chroma, full_range=small.full_range)
 
     def rate_image(self, bgr: np.ndarray) -> Quality:
-        size = decode.small_size(bgr.shape[1], bgr.shape[0])
-        return rate(cv2.resize(cv2.cvtColor(bgr, cv2.COLOR_BGR2GRAY), size, interpolation=cv2.INTER_AREA))
+        width, height = (decode.even(side) for side in decode.small_size(bgr.shape[1], bgr.shape[0]))
+        planes = cv2.cvtColor(cv2.resize(bgr, (width, height), interpolation=cv2.INTER_AREA), cv2.COLOR_BGR2YUV_I420)
+        small = decode.Small(planes, None)  # OpenCV's BGR -> I420 is limited range
+        return rate(small.luma, small.chroma)

@@ -1,6 +1,7 @@
-"""Filters over pass 1's per-frame signals (mean luma, 8x8 thumbnails, content): drop the
-cuts a flash causes, merge the two cuts of a fade, and find the dissolves, fades and wipes
-ContentDetector does not see. Pure numpy: no video, no detector."""
+"""Filters over pass 1's per-frame signals (mean luma, 8x8 thumbnails, content, scores):
+drop the cuts a flash causes, merge the two cuts of a fade, find the dissolves, fades and
+wipes ContentDetector does not see, and the hard cuts between shots that share their
+colours. Pure numpy: no video, no detector."""
 
 import numpy as np
 
@@ -19,6 +20,14 @@ FLASH_FRAMES, FLASH_JUMP, FLASH_SAME = 3, 30.0, 16.0
 # wipe), within GRADUAL_BLEND of their difference — which camera motion is not.
 GRADUAL_HALVES, GRADUAL_CROSS, GRADUAL_RATIO, GRADUAL_BLEND = (6, 12, 20), 20.0, 3.0, 0.1
 FADE_GAP, FADE_RAMP = 45, 24.0  # see merge_fades
+# A hard cut ContentDetector scores too low (shots of the same colours, laid out apart):
+# a score at least STRUCT_FLOOR times the threshold and STRUCT_RATIO times the highest
+# of the STRUCT_REACH frames either side, where the 8x8 thumbnails before and after it
+# correlate less than STRUCT_APART and differ by STRUCT_JUMP (mean, of 255) or more,
+# while each side's own next frame correlates at least STRUCT_SAME (see
+# find_structural_cuts). A focus pull changes the layout of a flat picture's thumbnail
+# too, but by about 7.
+STRUCT_FLOOR, STRUCT_RATIO, STRUCT_REACH, STRUCT_APART, STRUCT_SAME, STRUCT_JUMP = 0.2, 3.0, 5, 0.5, 0.7, 12.0
 
 
 def thumb_table(thumbs) -> np.ndarray:
@@ -105,3 +114,45 @@ def find_gradual_transitions(thumbs, content, cuts: list[int], flashes: list[lis
         if all(abs(middle - other) > max(reach, 2 * other_half) for other, other_half in found):
             found.append((middle, half))
     return sorted(middle for middle, _ in found)
+
+
+def _correlation(a: np.ndarray, b: np.ndarray) -> float:
+    """Pearson correlation of two thumbnails: their layout, whatever their brightness."""
+    a, b = a - a.mean(), b - b.mean()
+    norm = float(np.sqrt((a * a).sum() * (b * b).sum()))
+    return float((a * b).sum()) / norm if norm > 1e-6 else 1.0
+
+
+def find_structural_cuts(scores, thumbs, cuts: list[int], flashes: list[list[int]], *, threshold: float,
+                         min_gap: int) -> list[int]:
+    """Hard cuts ContentDetector scores below `threshold`: two shots of the same colours
+    laid out differently (its score is the mean change of each pixel's hue, saturation
+    and brightness, and little changes where the colours agree).
+
+    A second opinion only where the score already stands out: at least STRUCT_FLOOR of
+    the threshold and STRUCT_RATIO times any score within STRUCT_REACH frames (so motion,
+    which scores alike frame after frame, never qualifies). There, the frame's 8x8
+    thumbnail must correlate less than STRUCT_APART with the frame before and differ
+    from it by STRUCT_JUMP on average, while each side is steady (its neighbour correlates at least STRUCT_SAME). None within
+    `min_gap` frames of another cut or of a flash.
+    """
+    table = thumb_table(thumbs)
+    values = np.asarray(scores, np.float32)
+    count, found = min(len(values), len(table)), []
+    taken = sorted(cuts)
+    for n in range(2, count - 1):
+        score = values[n]
+        if score >= threshold or score < STRUCT_FLOOR * threshold:
+            continue
+        around = np.concatenate([values[max(1, n - STRUCT_REACH):n], values[n + 1:n + 1 + STRUCT_REACH]])
+        if len(around) and score < STRUCT_RATIO * around.max():
+            continue
+        if any(abs(n - c) < min_gap for c in taken) or any(a - min_gap <= n <= b + min_gap for a, b in flashes):
+            continue
+        if float(np.abs(table[n] - table[n - 1]).mean()) < STRUCT_JUMP:
+            continue
+        if (_correlation(table[n - 1], table[n]) < STRUCT_APART and _correlation(table[n - 2], table[n - 1]) >= STRUCT_SAME
+                and _correlation(table[n], table[n + 1]) >= STRUCT_SAME):
+            found.append(n)
+            taken = sorted([*taken, n])
+    return found

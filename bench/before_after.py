@@ -41,7 +41,9 @@ def main():
         make_video(video, [50, 50, 50, 50], width=480, height=270, touch=spoil)
         for pick in ("middle", "best"):
             folder = os.path.join(tmp, pick)
-            extract.extract(video, folder, extract.Settings(frame_pick=pick, min_scene_len=3, frame_pick_window=0.6))
+            # ContentDetector's scenes (DETECT_GRADUAL=false): the fade and the grey frame stay inside scenes.
+            extract.extract(video, folder, extract.Settings(frame_pick=pick, min_scene_len=3, frame_pick_window=0.6,
+                                                            detect_gradual=False))
             shutil.copy(os.path.join(folder, "contact_sheet.jpg"), os.path.join(out, f"frame_pick_{pick}.jpg"))
             print(f"docs/frame_pick_{pick}.jpg")
 

@@ -57,20 +57,24 @@ def frames_of(out_dir, manifest):
 
 
 def make_video(path, scene_lengths, width=320, height=240, fps=25, rotation=0, pts_ms=None,
-               codec="libx264", gop=None, bframes=3, touch=None, container_format="mp4"):
+               codec="libx264", gop=None, bframes=3, touch=None, container_format="mp4", sar=None, draw=None,
+               pix_fmt="yuv420p"):
     """Encode a video of scenes of the given lengths (in frames), hard cuts between them.
 
     `rotation` stores the picture turned so that a player (honouring the display matrix,
     counter-clockwise degrees) shows it upright; `pts_ms` gives every frame its own
     timestamp in milliseconds (variable frame rate); `touch(number, image)` may change a
     frame before it is encoded (blur it, black it out); `container_format="h264"` writes
-    a raw stream without timestamps. Returns the list of cut frames.
+    a raw stream without timestamps; `sar` (a Fraction) stores non-square pixels;
+    `pix_fmt="yuvj420p"` stores full-range (JPEG) YUV;
+    `draw(number, scene, i, width, height)` replaces draw_frame's picture (given the
+    frame number, its scene, its position in the scene). Returns the list of cut frames.
     """
     total = sum(scene_lengths)
     stored_w, stored_h = (height, width) if rotation % 180 == 90 else (width, height)
     with av.open(str(path), "w", format=container_format) as out:
         stream = out.add_stream(codec, rate=fps)
-        stream.width, stream.height, stream.pix_fmt = stored_w, stored_h, "yuv420p"
+        stream.width, stream.height, stream.pix_fmt = stored_w, stored_h, pix_fmt
         stream.options = {
             "libx264": {"preset": "veryfast", "crf": "18", "bf": str(bframes), "x264-params": "b-adapt=0",
                         "g": str(gop or 2 * fps)},
@@ -82,10 +86,15 @@ def make_video(path, scene_lengths, width=320, height=240, fps=25, rotation=0, p
             stream.time_base = Fraction(1, 1000)
         if rotation:
             stream.set_display_rotation(rotation)
+        if sar is not None:
+            stream.codec_context.sample_aspect_ratio = sar
         number = 0
         for scene, length in enumerate(scene_lengths):
             for i in range(length):
-                image = draw_frame(number, COLOURS[scene % len(COLOURS)], width, height, i)
+                if draw:
+                    image = draw(number, scene, i, width, height)
+                else:
+                    image = draw_frame(number, COLOURS[scene % len(COLOURS)], width, height, i)
                 if touch:
                     image = touch(number, image)
                 # np.rot90 with k=-r/90 turns clockwise: a player turns it back counter-clockwise.

@@ -69,7 +69,20 @@ def test_cli_flags_change_the_choice(video, tmp_path):
     assert sorted(n for n in os.listdir(out) if n.endswith(".jpg") and n[0].isdigit()) == ["0.jpg", "1.jpg"]
 
 
-@pytest.mark.parametrize("argv", [["--threshold", "abc"], ["--min-frames", "0"], ["--max-frames", "-1"], ["--bogus"]])
+def test_cli_image_format_and_max_edge(video, tmp_path):
+    out = tmp_path / "out"
+    assert app.main([str(video), "-o", str(out), "--image-format", "webp", "--max-edge", "100"]) == 0
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["format"] == "webp"
+    assert [f["file"] for f in manifest["frames"]] == ["0.webp", "1.webp", "2.webp", "3.webp"]
+    assert {(f["width"], f["height"]) for f in manifest["frames"]} == {(100, 75)}
+    # A rerun in another format leaves none of the old format's frames behind.
+    assert app.main([str(video), "-o", str(out), "--max-frames", "2"]) == 0
+    assert sorted(n for n in os.listdir(out) if n[0].isdigit()) == ["0.jpg", "1.jpg"]
+
+
+@pytest.mark.parametrize("argv", [["--threshold", "abc"], ["--min-frames", "0"], ["--max-frames", "-1"], ["--bogus"],
+                                  ["--image-format", "gif"], ["--max-edge", "-5"]])
 def test_cli_bad_arguments_exit_2(video, argv, capsys):
     with pytest.raises(SystemExit) as exited:
         app.main([str(video), *argv])
@@ -92,6 +105,9 @@ def test_cli_bad_input_exits_2_with_one_line(tmp_path):
     ("MIN_FRAMES", "0", "MIN_FRAMES must be between 1"),
     ("MIN_SCENE_LEN", "half", "MIN_SCENE_LEN must be a frame count"),
     ("DEBUG", "maybe", "DEBUG must be true or false"),
+    ("IMAGE_FORMAT", "gif", "IMAGE_FORMAT must be jpeg, webp or png, got 'gif'"),
+    ("MAX_EDGE", "-1", "MAX_EDGE must be between 0"),
+    ("MAX_EDGE", "big", "MAX_EDGE must be a whole number"),
     ("S3_READ_TIMEOUT", "nan", "S3_READ_TIMEOUT must be a number"),
     ("MAX_RECEIVES", "0", "MAX_RECEIVES must be between 1"),
 ])

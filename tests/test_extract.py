@@ -1,10 +1,12 @@
 """The extraction core on real encoded video: exact cuts, frames, times and errors."""
 
+import itertools
 import json
 import os
 import re
 import subprocess
 import sys
+from fractions import Fraction
 
 import av
 import cv2
@@ -17,6 +19,7 @@ import choose
 import decode
 import detect
 import extract
+import output
 import quality
 import transitions
 from extract import Settings, VideoError
@@ -44,6 +47,11 @@ def test_hard_cuts_give_the_middle_frame_of_each_scene(four_scenes, tmp_path):
     assert cuts == [40, 70, 120]
     assert [(s["start_frame"], s["end_frame"]) for s in manifest["scenes"]] == [(0, 40), (40, 70), (70, 120), (120, 145)]
     assert [s["start_s"] for s in manifest["scenes"]] == [0.0, 1.6, 2.8, 4.8]
+    # Each scene's cut score: ContentDetector's score at its first frame (none before the first).
+    scores = [s["score"] for s in manifest["scenes"]]
+    assert scores[0] is None and all(score >= 27 for score in scores[1:])
+    assert manifest["format"] == "jpeg"
+    assert {(f["width"], f["height"]) for f in manifest["frames"]} == {(320, 240)}
     assert manifest["scenes"][-1]["end_s"] == pytest.approx(5.8)
     assert manifest["method"] == "scenes"
     assert [f["frame"] for f in manifest["frames"]] == [20, 55, 95, 132]
@@ -63,13 +71,17 @@ def test_hard_cuts_give_the_middle_frame_of_each_scene(four_scenes, tmp_path):
 def test_single_scene_falls_back_to_evenly_spaced_frames(tmp_path):
     path = tmp_path / "one.mp4"
     make_video(path, [90])
-    manifest = extract.extract(path, tmp_path / "out")
+    manifest = extract.extract(path, tmp_path / "out", Settings(frame_pick="middle"))
     assert manifest["method"] == "even"
     assert [(s["start_frame"], s["end_frame"]) for s in manifest["scenes"]] == [(0, 90)]
     # The centres of three equal slices of 90 frames.
     assert [f["frame"] for f in manifest["frames"]] == [15, 45, 75]
     assert frames_of(tmp_path / "out", manifest) == [15, 45, 75]
     assert {f["reason"] for f in manifest["frames"]} == {"even"}
+    # best: the sharpest within 0.3 of each 30-frame slice around its centre (+-4 frames).
+    best = extract.extract(path, tmp_path / "best")
+    assert [abs(f["frame"] - at) <= 4 for f, at in zip(best["frames"], [15, 45, 75], strict=True)] == [True] * 3
+    assert frames_of(tmp_path / "best", best) == [f["frame"] for f in best["frames"]]
 
 
 def test_video_shorter_than_min_frames_gives_every_frame(tmp_path):
@@ -83,7 +95,7 @@ def test_video_shorter_than_min_frames_gives_every_frame(tmp_path):
 def test_fewer_scenes_than_min_frames_uses_even_frames_with_their_scene(tmp_path):
     path = tmp_path / "two_scenes.mp4"
     make_video(path, [30, 30])
-    manifest = extract.extract(path, tmp_path / "out", Settings(min_frames=4))
+    manifest = extract.extract(path, tmp_path / "out", Settings(min_frames=4, frame_pick="middle"))
     assert manifest["method"] == "even"
     assert len(manifest["scenes"]) == 2
     assert [f["frame"] for f in manifest["frames"]] == [7, 22, 37, 52]
@@ -117,6 +129,73 @@ def test_rotation_metadata_is_honoured(tmp_path, rotation):
     assert (best["width"], best["height"]) == (320, 192)
     assert cv2.imread(str(tmp_path / "best" / "0.jpg")).shape[:2] == (192, 320)
     assert frames_of(tmp_path / "best", best) == [f["frame"] for f in best["frames"]]
+
+
+@pytest.mark.parametrize(("frame_pick", "lengths"), [("best", [20, 20, 20]), ("middle", [20, 20, 20]), ("best", [45])])
+def test_frames_are_written_in_their_displayed_shape(tmp_path, frame_pick, lengths):
+    """704x576 with 16:11 pixels (PAL 16:9) is shown, and written, 1024x576: the stored
+    width stretched, as PySceneDetect's save-images writes it. Scenes and the even fallback."""
+    path = tmp_path / "pal.mp4"
+    make_video(path, lengths, width=704, height=576, sar=Fraction(16, 11))
+    with av.open(str(path)) as container:  # really stored 704 wide, with 16:11 pixels
+        stream = container.streams.video[0]
+        assert (stream.codec_context.width, stream.sample_aspect_ratio) == (704, Fraction(16, 11))
+    manifest = extract.extract(path, tmp_path / "out", Settings(frame_pick=frame_pick))
+    assert (manifest["width"], manifest["height"]) == (1024, 576)
+    assert len(manifest["frames"]) == 3
+    for frame in manifest["frames"]:
+        assert (frame["width"], frame["height"]) == (1024, 576)
+        assert cv2.imread(str(tmp_path / "out" / frame["file"])).shape[:2] == (576, 1024)
+    assert frames_of(tmp_path / "out", manifest) == [f["frame"] for f in manifest["frames"]]
+
+
+def test_pixel_shape_follows_rotation_and_max_edge(tmp_path):
+    """Stored 192x320 turned 90 degrees with 2:1 pixels: the stored width doubles, and it
+    is the upright height: 320x384, then MAX_EDGE brings the long side to 192."""
+    path = tmp_path / "rot.mp4"
+    make_video(path, [30, 30, 30], width=320, height=192, rotation=90, sar=Fraction(2, 1))
+    manifest = extract.extract(path, tmp_path / "out")
+    assert (manifest["width"], manifest["height"]) == (320, 384)
+    assert {(f["width"], f["height"]) for f in manifest["frames"]} == {(320, 384)}
+    small = extract.extract(path, tmp_path / "small", Settings(max_edge=192))
+    assert {(f["width"], f["height"]) for f in small["frames"]} == {(160, 192)}
+    assert cv2.imread(str(tmp_path / "small" / "0.jpg")).shape[:2] == (192, 160)
+    assert frames_of(tmp_path / "small", small) == [f["frame"] for f in small["frames"]]
+
+
+def test_shape_resamples_by_area_when_shrinking_and_bicubic_when_stretching():
+    stripes = np.zeros((4, 8, 3), np.uint8)
+    stripes[:, ::2] = 255  # one-pixel stripes: area averages them to grey, nearest would not
+    shrunk = output.shape(stripes, aspect=Fraction(1), sideways=False, max_edge=4)
+    assert shrunk.shape == (2, 4, 3) and np.all(np.abs(shrunk.astype(int) - 128) <= 1)
+    assert output.shape(stripes, aspect=Fraction(1), sideways=False, max_edge=0) is stripes
+    ramp = np.tile(np.arange(0, 80, 10, dtype=np.uint8)[None, :, None], (4, 1, 3))
+    stretched = output.shape(ramp, aspect=Fraction(2), sideways=False, max_edge=0)
+    assert stretched.shape == (4, 16, 3)
+    assert np.all(np.diff(stretched[0, 2:-2, 0].astype(int)) > 0)  # bicubic: a smooth ramp, no repeated pixels
+
+
+@pytest.mark.parametrize(("image_format", "magic"), [("jpeg", b"\xff\xd8"), ("webp", b"RIFF"), ("png", b"\x89PNG")])
+def test_image_format_and_max_edge(four_scenes, tmp_path, image_format, magic):
+    path, _ = four_scenes
+    manifest = extract.extract(path, tmp_path, Settings(image_format=image_format, max_edge=200))
+    extension = {"jpeg": ".jpg", "webp": ".webp", "png": ".png"}[image_format]
+    assert manifest["format"] == image_format
+    assert [f["file"] for f in manifest["frames"]] == [f"{i}{extension}" for i in range(4)]
+    for frame in manifest["frames"]:
+        data = (tmp_path / frame["file"]).read_bytes()
+        assert data.startswith(magic)
+        image = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
+        assert image.shape[:2] == (frame["height"], frame["width"]) == (150, 200)  # 320x240, long side 200
+    assert frames_of(tmp_path, manifest) == [f["frame"] for f in manifest["frames"]]
+    assert not [n for n in os.listdir(tmp_path) if n.startswith(".")]
+
+
+def test_settings_refuse_an_unknown_format_or_a_negative_max_edge():
+    with pytest.raises(ValueError, match="image_format must be one of jpeg, webp, png"):
+        Settings(image_format="gif")
+    with pytest.raises(ValueError, match="max_edge"):
+        Settings(max_edge=-1)
 
 
 def test_variable_frame_rate_times_come_from_real_timestamps(tmp_path):
@@ -299,8 +378,16 @@ def test_cuts_match_pyscenedetect_goldens(shared_videos, name):
     assert detect.detect(shared_videos / name).cuts == GOLDENS[name]
 
 
+@pytest.mark.parametrize("name", sorted(GOLDENS))
+def test_detect_gradual_false_gives_the_goldens_and_the_default_adds_nothing_on_real_clips(shared_videos, tmp_path, name):
+    exact = extract.extract(shared_videos / name, tmp_path / "exact", Settings(detect_gradual=False), contact_sheet=False)
+    assert [s["start_frame"] for s in exact["scenes"][1:]] == GOLDENS[name]
+    default = extract.extract(shared_videos / name, tmp_path / "default", contact_sheet=False)
+    assert [s["start_frame"] for s in default["scenes"][1:]] == GOLDENS[name]
+
+
 def test_counter_times_come_from_the_stream(shared_videos, tmp_path):
-    manifest = extract.extract(shared_videos / "counter.mp4", tmp_path)
+    manifest = extract.extract(shared_videos / "counter.mp4", tmp_path, Settings(frame_pick="middle"))
     assert manifest["frame_count"] == 30 and manifest["method"] == "even"
     assert [f["frame"] for f in manifest["frames"]] == [5, 15, 25]
     assert [f["time_s"] for f in manifest["frames"]] == [0.5, 1.5, 2.5]
@@ -320,9 +407,10 @@ def test_single_shot_rotated_video_frames_held_in_pass_one_are_upright(tmp_path)
     make_video(path, [60], width=320, height=192, rotation=90)
     manifest = extract.extract(path, tmp_path / "out")
     assert manifest["method"] == "even"
-    assert [f["frame"] for f in manifest["frames"]] == [10, 30, 50]
+    chosen = [f["frame"] for f in manifest["frames"]]
+    assert [abs(n - at) <= 3 for n, at in zip(chosen, [10, 30, 50], strict=True)] == [True] * 3
     assert cv2.imread(str(tmp_path / "out" / "0.jpg")).shape[:2] == (192, 320)
-    assert frames_of(tmp_path / "out", manifest) == [10, 30, 50]
+    assert frames_of(tmp_path / "out", manifest) == chosen
 
 
 # --- Frame quality (FRAME_PICK=best) --------------------------------------------------------
@@ -339,8 +427,9 @@ def test_best_pick_never_returns_a_black_middle(tmp_path):
     black = {n for start in (0, 40, 80) for n in range(start + 15, start + 25)}
     path = tmp_path / "black_middles.mp4"
     make_video(path, [40, 40, 40], touch=blacked_out(black))
-    middle = extract.extract(path, tmp_path / "middle", Settings(min_scene_len=3, frame_pick="middle"))
-    best = extract.extract(path, tmp_path / "best", Settings(min_scene_len=3, frame_pick="best"))
+    # ContentDetector's scenes (DETECT_GRADUAL would merge each fade's two cuts into one).
+    middle = extract.extract(path, tmp_path / "middle", Settings(min_scene_len=3, frame_pick="middle", detect_gradual=False))
+    best = extract.extract(path, tmp_path / "best", Settings(min_scene_len=3, frame_pick="best", detect_gradual=False))
     # Scenes as found (the black stretches may split them); with "middle" some frame is black.
     assert any(f["frame"] in black for f in middle["frames"])
     assert best["frames"] and not any(f["frame"] in black for f in best["frames"])
@@ -359,6 +448,8 @@ def test_best_pick_is_at_least_as_sharp_as_the_middle_under_motion_blur(tmp_path
 
     path = tmp_path / "blur.mp4"
     make_video(path, [50, 50, 50], touch=blur)
+    # A focus change is no cut, for the structural second opinion either.
+    assert detect.detect(path, gradual=True).cuts == detect.detect(path, flash_filter=False).cuts == [50, 100]
     middle = extract.extract(path, tmp_path / "middle", Settings(frame_pick="middle"))
     best = extract.extract(path, tmp_path / "best", Settings(frame_pick="best", frame_pick_window=0.8))
     assert [f["frame"] for f in middle["frames"]] == [25, 75, 125]  # all blurred
@@ -372,11 +463,163 @@ def test_a_scene_black_throughout_is_dropped_unless_too_few_would_remain(tmp_pat
     black = set(range(40, 80))
     path = tmp_path / "black_scene.mp4"
     make_video(path, [40, 40, 40, 40], touch=blacked_out(black))
-    best = extract.extract(path, tmp_path / "best", Settings(frame_pick="best"))
+    best = extract.extract(path, tmp_path / "best", Settings(frame_pick="best", detect_gradual=False))
     assert len(best["scenes"]) == 4
     assert [f["scene"] for f in best["frames"]] == [0, 2, 3]
-    kept = extract.extract(path, tmp_path / "kept", Settings(frame_pick="best", min_frames=4))
+    kept = extract.extract(path, tmp_path / "kept", Settings(frame_pick="best", min_frames=4, detect_gradual=False))
     assert [f["scene"] for f in kept["frames"]] == [0, 1, 2, 3]
+    # The default: the black stretch is one fade through black, one cut in its middle; no black frame.
+    default = extract.extract(path, tmp_path / "default")
+    assert [(s["start_frame"], s["end_frame"]) for s in default["scenes"]] == [(0, 60), (60, 120), (120, 160)]
+    assert not [f for f in default["frames"] if f["frame"] in black]
+
+
+def textured(level, colour=(0, 0, 0)):
+    """A draw for make_video: a dark or bright picture around `level` (0-255, as shown)
+    with fine texture (a spread of about 10) and a line of text, as a fade or a copyright
+    card is, in the given tint."""
+    def draw(number, scene, i, width, height):
+        rng = np.random.default_rng(number)
+        image = np.clip(level + rng.normal(0, 10, (height, width, 1)) + np.array(colour), 0, 255).astype(np.uint8)
+        cv2.putText(image, "Copyright (c) 2013", (10, height - 20), cv2.FONT_HERSHEY_SIMPLEX, 0.6,
+                    (min(255, level + 90),) * 3, 1)
+        return image
+    return draw
+
+
+def scenes_of(plan):
+    """A draw for make_video that draws scene k with plan[k] (a draw, or None: draw_frame)."""
+    def draw(number, scene, i, width, height):
+        if plan[scene] is None:
+            return media.draw_frame(number, media.COLOURS[scene % len(media.COLOURS)], width, height, i)
+        return plan[scene](number, scene, i, width, height)
+    return draw
+
+
+def content_by_scene(detection, lengths):
+    starts = np.cumsum([0, *lengths])
+    return [set(detection.content[a:b]) for a, b in itertools.pairwise(starts)]
+
+
+def test_content_is_judged_in_the_stream_s_range(tmp_path):
+    """Limited range (16-235, most video): a black card with a line of text is black (its
+    luma, 16 + a little, passed as content when read as full range) and a near-white
+    card is white (235 at most, so never above a full-range 240). Full range (yuvj420p):
+    a dark but visible picture (luma 30) has content, and its black is black."""
+    lengths = [20, 20, 20, 20]
+    limited = tmp_path / "limited.mp4"
+    make_video(limited, lengths, draw=scenes_of([None, textured(0), textured(250), None]))
+    found = detect.detect(limited)
+    assert found.cuts == [20, 40, 60]
+    assert content_by_scene(found, lengths) == [{1}, {0}, {0}, {1}]
+    full = tmp_path / "full.mp4"
+    make_video(full, lengths, pix_fmt="yuvj420p", draw=scenes_of([None, textured(30), textured(0), None]))
+    with av.open(str(full)) as container:
+        frame = next(container.decode(video=0))
+        assert decode.is_full_range(frame) and frame.to_ndarray()[:240].min() < 16  # really full range
+    found = detect.detect(full)
+    assert content_by_scene(found, lengths) == [{1}, {1}, {0}, {1}]
+    # Pass 2's judge (the frame) and the held frames' (an image) agree with pass 1.
+    judge = quality.FrameJudge()
+    with av.open(str(full)) as container:
+        ratings = [judge(frame).has_content for frame in container.decode(video=0)]
+    assert [set(ratings[a:a + 20]) for a in (0, 20, 40, 60)] == [{1}, {1}, {0}, {1}]
+    black = textured(0)(5, 0, 0, 320, 240)
+    assert judge.rate_image(black).has_content == 0 and judge.rate_image(textured(30)(5, 0, 0, 320, 240)).has_content == 1
+    best = extract.extract(limited, tmp_path / "best", Settings(min_frames=1, detect_gradual=False))
+    assert [f["scene"] for f in best["frames"]] == [0, 3]
+    default = extract.extract(limited, tmp_path / "default", Settings(min_frames=1))
+    assert default["frames"] and not [f for f in default["frames"] if 20 <= f["frame"] < 60]
+
+
+def colour_ramp(reverse=False):
+    """A draw: one luma (128) throughout, the hue sweeping across the picture."""
+    def draw(number, scene, i, width, height):
+        yuv = np.empty((height, width, 3), np.uint8)
+        ramp = np.linspace(70, 186, width).astype(np.uint8)[::-1 if reverse else 1]
+        yuv[..., 0], yuv[..., 1], yuv[..., 2] = 128, ramp[None, :], (255 - ramp)[None, :]
+        return cv2.cvtColor(yuv, cv2.COLOR_YUV2BGR)
+    return draw
+
+
+def test_a_flat_but_colourful_scene_has_content_and_a_flat_colour_is_blank(tmp_path):
+    lengths = [20, 20, 20, 20]
+    plan = [colour_ramp(), None, colour_ramp(reverse=True), None]
+    path = tmp_path / "ramp.mp4"
+    make_video(path, lengths, draw=scenes_of(plan))
+    with av.open(str(path)) as container:  # the luma really is flat
+        luma = next(container.decode(video=0)).to_ndarray()[:240]
+        assert luma.std() < 3
+    found = detect.detect(path)
+    assert found.cuts == [20, 40, 60]
+    assert content_by_scene(found, lengths) == [{1}, {1}, {1}, {1}]
+    best = extract.extract(path, tmp_path / "best", Settings(min_frames=1))
+    assert [f["scene"] for f in best["frames"]] == [0, 1, 2, 3]
+    # One flat colour, however strong, is blank; so is flat grey.
+    red = np.zeros((144, 256), np.uint8) + 81, np.array([[90] * 9216, [240] * 9216], np.uint8)
+    assert quality.has_content(*red) == 0 and quality.has_content(np.full((144, 256), 128, np.uint8)) == 0
+
+
+@pytest.mark.parametrize("settings", [Settings(), Settings(detect_gradual=True), Settings(detect_gradual=False),
+                                      Settings(frame_pick="middle"), Settings(frame_pick="middle", detect_gradual=True),
+                                      Settings(min_frames=8), Settings(threshold=10)])
+def test_testvideo_never_yields_a_black_frame(shared_videos, tmp_path, settings):
+    """Frames 360-393 of PySceneDetect's testvideo are black with a copyright line."""
+    manifest = extract.extract(shared_videos / "testvideo.mp4", tmp_path, settings, contact_sheet=False)
+    assert manifest["frames"]
+    for frame in manifest["frames"]:
+        assert not 360 <= frame["frame"] <= 393
+        if settings.frame_pick == "best":  # and nothing else dark, white or blank
+            image = cv2.imread(str(tmp_path / frame["file"]))
+            assert quality.FrameJudge().rate_image(image).has_content == 1, frame
+
+
+def test_the_even_fallback_takes_the_best_distinct_frame_near_each_position(tmp_path):
+    """One shot of 90 frames (no cut: threshold 255), three even positions 15, 45, 75,
+    each looked around +-4 frames. 14-16 are black: the pick near 15 has content. Around
+    45 the shot looks as it did near 15 but for frames 43-47, where a white block covers
+    its lower half: that distinct frame wins over a sharper near-duplicate. Around 75 the
+    same picture again and nothing distinct: the best near-duplicate stays (never fewer
+    than MIN_FRAMES)."""
+    def draw(number, scene, i, width, height):
+        image = media.draw_frame(number, media.COLOURS[0], width, height, 0)  # no motion: one picture
+        if 43 <= number <= 47:
+            image[height // 2:, :] = 255
+        if 14 <= number <= 16:
+            image[:] = 0
+        return image
+
+    path = tmp_path / "one_shot.mp4"
+    make_video(path, [90], draw=draw)
+    manifest = extract.extract(path, tmp_path / "out", Settings(threshold=255))
+    chosen = [f["frame"] for f in manifest["frames"]]
+    assert manifest["method"] == "even" and len(chosen) == 3
+    assert 11 <= chosen[0] <= 19 and chosen[0] not in (14, 15, 16)
+    assert 43 <= chosen[1] <= 47
+    assert 71 <= chosen[2] <= 79
+    assert frames_of(tmp_path / "out", manifest) == chosen
+    # Unjudged (middle): the black frame 15 and the plain frames are what comes out.
+    middle = extract.extract(path, tmp_path / "middle", Settings(threshold=255, frame_pick="middle"))
+    assert [f["frame"] for f in middle["frames"]] == [15, 45, 75]
+    # Without near-duplicate checks (DEDUPE_DISTANCE=0) the sharpest wins, whatever it shows.
+    plain = extract.extract(path, tmp_path / "plain", Settings(threshold=255, dedupe_distance=0))
+    assert len(plain["frames"]) == 3
+
+
+def test_even_choices_is_pure():
+    picks = [choose.Pick(10, 0, "even"), choose.Pick(30, 0, "even")]
+    content, sharpness = bytearray([1] * 40), [1.0] * 40
+    thumbs = bytearray(bytes(range(64)) * 40)  # every frame the same picture
+    sharpness[12], sharpness[31] = 5.0, 9.0
+    content[12] = 0  # sharp, but black
+    sharpness[11] = 3.0
+    different = bytes(range(63, -1, -1))  # frame 28: another picture, dull
+    thumbs[28 * 64:29 * 64] = different
+    chosen = choose.even_choices(picks, content, sharpness, thumbs, window=0.5, distance=6)
+    assert [c.pick.frame for c in chosen] == [11, 28]  # the content frame; the distinct frame
+    assert [c.window for c in chosen] == [(11, 11), (28, 28)]
+    chosen = choose.even_choices(picks, content, sharpness, thumbs, window=0.5, distance=-1)
+    assert [c.pick.frame for c in chosen] == [11, 31]  # no near-duplicates: the sharpest
 
 
 def test_choose_windows_is_pure_and_stays_inside_each_scene():
@@ -438,6 +681,116 @@ def test_dissolves_are_found_once_when_asked_for(tmp_path):
     found = detect.detect(path, gradual=True)
     assert len(found.cuts) == 1 and 44 <= found.cuts[0] <= 66, found.cuts
     assert len(plain.cuts) <= 1  # ContentDetector alone may catch the hue flipping, or nothing
+
+
+def pyscenedetect_cuts(path, **options):
+    from scenedetect import ContentDetector
+    from scenedetect import detect as scenedetect_detect
+
+    return [start.frame_num for start, _ in scenedetect_detect(str(path), ContentDetector(**options))[1:]]
+
+
+def test_the_default_finds_a_dissolve_and_detect_gradual_false_is_exactly_pyscenedetect(tmp_path):
+    """Hard cuts at 30 and 144, a 24-frame dissolve over 45-68 from one shot into
+    another (to 143) and a white flash at 110-111: the default makes a scene of each
+    shot (the flash none); DETECT_GRADUAL=false gives PySceneDetect's own cuts, the
+    flash's included and the dissolve missed, frame for frame, on both frame picks."""
+    def dissolve_and_flash(number, image):
+        if 45 <= number < 144:
+            image = media.draw_frame(number, media.COLOURS[4], 320, 240, number)
+        if 45 <= number < 69:
+            share = (number - 45 + 1) / 25
+            image = cv2.addWeighted(media.draw_frame(number, media.COLOURS[1], 320, 240, number), 1 - share, image, share, 0)
+            media.write_barcode(image, number)
+        if number in (110, 111):
+            image = np.full_like(image, 250)
+        return image
+
+    path = tmp_path / "mixed.mp4"
+    make_video(path, [30, 114, 36], touch=dissolve_and_flash)
+    truth = pyscenedetect_cuts(path)
+    assert truth[0] == 30 and truth[-1] == 144
+    assert any(109 <= c <= 112 for c in truth)  # ContentDetector cuts into the flash
+    assert not any(45 <= c <= 68 for c in truth)  # and misses the dissolve
+    for frame_pick in ("best", "middle"):
+        exact = extract.extract(path, tmp_path / f"exact-{frame_pick}", Settings(detect_gradual=False, frame_pick=frame_pick))
+        assert [s["start_frame"] for s in exact["scenes"][1:]] == truth
+    default = extract.extract(path, tmp_path / "default")
+    starts = [s["start_frame"] for s in default["scenes"][1:]]
+    assert len(starts) == 3 and starts[0] == 30 and starts[-1] == 144, starts
+    assert 45 <= starts[1] <= 68  # the dissolve
+    assert len(default["frames"]) == 4
+    assert frames_of(tmp_path / "default", default) == [f["frame"] for f in default["frames"]]
+
+
+def test_the_default_adds_no_cut_on_camera_motion(tmp_path):
+    """A pan across a textured picture, fast (12 px a frame) then slow, then a zoom: one shot."""
+    rng = np.random.default_rng(7)
+    world = cv2.resize(rng.integers(0, 255, (60, 160, 3), dtype=np.uint8), (1280, 480), interpolation=cv2.INTER_CUBIC)
+    world = cv2.GaussianBlur(world, (0, 0), 3)
+
+    def draw(number, scene, i, width, height):
+        if number < 60:
+            x = 12 * number
+        elif number < 100:
+            x = 720 + 2 * (number - 60)
+        else:
+            zoom = 1 + (number - 100) * 0.01
+            w, h = int(width / zoom), int(height / zoom)
+            crop = world[120:120 + h, 800:800 + w]
+            return cv2.resize(crop, (width, height), interpolation=cv2.INTER_LINEAR)
+        return world[120:120 + height, x:x + width].copy()
+
+    path = tmp_path / "pan.mp4"
+    make_video(path, [150], draw=draw)
+    assert pyscenedetect_cuts(path) == []
+    assert detect.detect(path, gradual=True).cuts == []
+    assert extract.extract(path, tmp_path / "out")["scenes"] == extract.extract(
+        path, tmp_path / "exact", Settings(detect_gradual=False))["scenes"]
+
+
+def same_colours(number, scene, i, width, height):
+    """Shots of the same two colours (a little apart in brightness), laid out apart: split
+    left/right, top/bottom, a box in the middle; a dark block moving in each."""
+    x_colour, y_colour = np.array([60, 110, 150], np.uint8), np.array([90, 140, 185], np.uint8)
+    image = np.empty((height, width, 3), np.uint8)
+    if scene % 3 == 0:
+        image[:, :width // 2], image[:, width // 2:] = x_colour, y_colour
+    elif scene % 3 == 1:
+        image[:height // 2], image[height // 2:] = y_colour, x_colour
+    else:
+        image[:] = x_colour
+        image[height // 4:3 * height // 4, width // 4:3 * width // 4] = y_colour
+    x = int((width - 30) * (0.5 + 0.3 * np.sin(i / 10)))
+    image[height // 2 - 10:height // 2 + 10, x:x + 30] = 40
+    media.write_barcode(image, number)
+    return image
+
+
+def test_the_default_finds_hard_cuts_between_shots_of_the_same_colours(tmp_path):
+    path = tmp_path / "same_colours.mp4"
+    make_video(path, [40, 40, 40, 40, 40], draw=same_colours)
+    assert pyscenedetect_cuts(path) == []  # ContentDetector scores these cuts about 14
+    assert [s["start_frame"] for s in extract.extract(path, tmp_path / "exact", Settings(detect_gradual=False))["scenes"]] == [0]
+    default = extract.extract(path, tmp_path / "default")
+    assert [s["start_frame"] for s in default["scenes"]] == [0, 40, 80, 120, 160]
+    assert all(12 < s["score"] < 27 for s in default["scenes"][1:])
+    assert frames_of(tmp_path / "default", default) == [f["frame"] for f in default["frames"]]
+
+
+def test_find_structural_cuts_is_pure_and_asks_for_a_score_standing_out():
+    steady, other = bytes(range(0, 128, 2)), bytes(range(126, -1, -2))  # two layouts, anti-correlated, 64 apart
+    thumbs = steady * 20 + other * 20
+    scores = [1.0] * 40
+    scores[20] = 12.0
+    assert transitions.find_structural_cuts(scores, thumbs, [], [], threshold=27, min_gap=15) == [20]
+    assert transitions.find_structural_cuts(scores, thumbs, [30], [], threshold=27, min_gap=15) == []  # a cut nearby
+    busy = [6.0] * 40
+    busy[20] = 12.0  # motion scoring 6 a frame: 12 does not stand out
+    assert transitions.find_structural_cuts(busy, thumbs, [], [], threshold=27, min_gap=15) == []
+    assert transitions.find_structural_cuts(scores, steady * 40, [], [], threshold=27, min_gap=15) == []  # same layout
+    faint = bytes(v // 8 for v in range(0, 128, 2)) * 20 + bytes(v // 8 for v in range(126, -1, -2)) * 20
+    assert transitions.find_structural_cuts(scores, faint, [], [], threshold=27, min_gap=15) == []  # only 8 apart
 
 
 def test_a_fade_through_black_is_one_cut():

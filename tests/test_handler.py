@@ -275,6 +275,27 @@ def test_stale_frames_from_an_earlier_run_are_removed(service, clip):
     assert service.get_frame("ig/again/frames/0.jpg")["Body"].read() != b"old"
 
 
+@pytest.mark.parametrize(("image_format", "extension", "content_type"),
+                         [("webp", ".webp", "image/webp"), ("png", ".png", "image/png")])
+def test_image_format_sets_extension_and_content_type_and_replaces_other_formats(
+        service, clip, monkeypatch, image_format, extension, content_type):
+    monkeypatch.setattr(config, "IMAGE_FORMAT", image_format)
+    monkeypatch.setattr(config, "MAX_EDGE", 160)
+    service.add_video("fmt", video=clip)
+    for n in range(4):  # an earlier run's JPEGs: stale whatever their index
+        service.s3.put_object(Bucket=service.env["S3_BUCKET_FRAMES"], Key=f"ig/fmt/frames/{n}.jpg", Body=b"old")
+    assert run(body("fmt"))["results"][0]["status"] == "extracted"
+    names = [f"{n}{extension}" for n in range(3)]
+    assert service.frame_keys("fmt") == [f"ig/fmt/frames/{n}" for n in [*names, "manifest.json"]]
+    manifest = json.loads(service.get_frame("ig/fmt/frames/manifest.json")["Body"].read())
+    assert manifest["format"] == image_format
+    for frame, name in zip(manifest["frames"], names, strict=True):
+        obj = service.get_frame(f"ig/fmt/frames/{name}")
+        assert frame["file"] == name and obj["ContentType"] == content_type
+        image = cv2.imdecode(np.frombuffer(obj["Body"].read(), np.uint8), cv2.IMREAD_COLOR)
+        assert image.shape[:2] == (frame["height"], frame["width"]) == (120, 160)  # 320x240, MAX_EDGE=160
+
+
 def test_one_bad_record_never_fails_the_others(service, clip, tmp_path):
     bad = tmp_path / "bad.mp4"
     bad.write_bytes(b"\x00" * 5000)
