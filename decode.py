@@ -443,9 +443,10 @@ def pixel_aspect(stream) -> Fraction:
     return Fraction(sar) if sar and sar > 0 else Fraction(1)
 
 
-def video_pixel_aspect(path) -> Fraction:
-    """`pixel_aspect` of a video file's first video stream (reads only its header)."""
-    container, stream = open_video(path)
+def video_pixel_aspect(path, *, max_pixels: int = 0) -> Fraction:
+    """`pixel_aspect` of a video file's first video stream (reads only its header;
+    `max_pixels` as open_video's, so a lying header costs no huge probe frame here either)."""
+    container, stream = open_video(path, max_pixels=max_pixels)
     with container:
         return pixel_aspect(stream)
 

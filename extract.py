@@ -87,7 +87,7 @@ def _extract(path, out_dir, settings, check, progress, contact_sheet):
     judge = FrameJudge()
     # Frames are written in their displayed shape; pass 1 encodes some as it goes, so
     # the pixel shape is read from the header first.
-    aspect = decode.video_pixel_aspect(path)
+    aspect = decode.video_pixel_aspect(path, max_pixels=settings.max_pixels)
     options = output.ImageOptions(settings.image_format, settings.jpeg_quality, settings.max_edge)
 
     def encode(number, image, quality, rotation, kind=""):

@@ -271,8 +271,11 @@ def test_a_bad_setting_in_lambda_fails_every_record_naming_it(tmp_path):
     *lines, last = run.stdout.strip().splitlines()
     assert json.loads(last)["batchItemFailures"] == [{"itemIdentifier": "m1"}, {"itemIdentifier": "m2"}]
     logged = [json.loads(line) for line in lines]
-    assert [(line["level"], line["message_id"], line["error"]) for line in logged] == [
+    assert [(line["level"], line["message_id"], line["error"]) for line in logged if line["msg"] != "metrics"] == [
         ("ERROR", m, "MIN_FRAMES must be a whole number, got 'lots'") for m in ("m1", "m2")]
+    metrics = [line for line in logged if line["msg"] == "metrics"]  # and each its metrics line, counted as a retry
+    assert [(line["message_id"], line["Status"], line["Stage"], line["Records"]) for line in metrics] == [
+        (m, "retry", "config", 1) for m in ("m1", "m2")]
 
 
 def test_worker_batch_seconds_must_exceed_the_reserve(tmp_path):
