@@ -161,7 +161,10 @@ def logs():
 
 
 @pytest.fixture
-def service(stack, monkeypatch, tmp_path, logs):
+def service(stack, monkeypatch, tmp_path, logs, request):
+    """The handler on the local stack, with the service's frame settings (FRAME_PICK=best,
+    DETECT_GRADUAL=true: what production runs), or the frame pick a test module
+    parametrizes it with (`indirect`)."""
     import app
     import config
 
@@ -179,8 +182,8 @@ def service(stack, monkeypatch, tmp_path, logs):
                 "CONCURRENCY_LIMIT": 2, "MIN_REMAINING_MS": 30000, "MIN_FRAMES": 3, "MAX_FRAMES": 0,
                 "SCENE_THRESHOLD": 27.0, "MIN_SCENE_LEN": 15, "ALLOWED_PLATFORMS": (), "DEBUG": False,
                 "VIDEOS_TABLE": "videos", "ERRORS_TABLE": "extraction_errors", "MAX_VIDEO_BYTES": 1024**3,
-                "MAX_PIXELS": 4096 * 2304, "MAX_DURATION_S": 1800.0, "FRAME_PICK": "middle", "FRAME_PICK_WINDOW": 0.3,
-                "DETECT_GRADUAL": False, "DEDUPE_DISTANCE": 6, "MAX_RECEIVES": 5}
+                "MAX_PIXELS": 4096 * 2304, "MAX_DURATION_S": 1800.0, "FRAME_PICK": getattr(request, "param", "best"),
+                "FRAME_PICK_WINDOW": 0.3, "DETECT_GRADUAL": True, "DEDUPE_DISTANCE": 6, "MAX_RECEIVES": 5}
     for name, value in settings.items():
         monkeypatch.setattr(config, name, value)
     stack.reset()

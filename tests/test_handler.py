@@ -20,6 +20,10 @@ def clip(tmp_path_factory):
     return path
 
 
+# Every handler test on both frame picks: best (the service's default) and middle.
+pytestmark = pytest.mark.parametrize("service", ["best", "middle"], indirect=True)
+
+
 def run(*bodies, context=None):
     return app.lambda_handler(sqs_event(*bodies), context or FakeContext())
 
@@ -37,7 +41,11 @@ def test_happy_path_uploads_frames_and_manifest_and_marks_done(service, clip, lo
     assert result["seconds"] > 0
     assert service.frame_keys("abc123") == [f"ig/abc123/frames/{n}" for n in ("0.jpg", "1.jpg", "2.jpg", "manifest.json")]
     manifest = json.loads(service.get_frame("ig/abc123/frames/manifest.json")["Body"].read())
-    assert [f["frame"] for f in manifest["frames"]] == [15, 45, 75]
+    if config.FRAME_PICK == "middle":
+        assert [f["frame"] for f in manifest["frames"]] == [15, 45, 75]
+    else:  # the sharpest frame with content in the middle 0.3 of each 30-frame scene
+        assert [(f["scene"], f["reason"]) for f in manifest["frames"]] == [(0, "sharpest"), (1, "sharpest"), (2, "sharpest")]
+        assert all(abs(f["frame"] - (15 + 30 * f["scene"])) <= 4 for f in manifest["frames"]), manifest["frames"]
     assert manifest["method"] == "scenes" and len(manifest["scenes"]) == 3
     for frame in manifest["frames"]:
         obj = service.get_frame(f"ig/abc123/frames/{frame['file']}")
