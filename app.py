@@ -501,6 +501,8 @@ def validate(body):
         data = json.loads(body, object_pairs_hook=_no_duplicate_keys)
     except ValueError as err:
         raise InvalidMessage(f"body is not valid JSON ({str(err)[:80]})") from None
+    except RecursionError:  # "[[[[...]]]]" within MAX_BODY_BYTES nests deeper than json's C stack allows
+        raise InvalidMessage("body nests too deeply to be a request") from None
     if not isinstance(data, dict):
         raise InvalidMessage(f"body must be a JSON object, got {type(data).__name__}")
     extra = sorted(set(data) - {"shortcode", "platform"})
@@ -873,7 +875,8 @@ def backoff_seconds(status: str, receives: int) -> int | None:
     if status != "retry":
         return None
     seconds = config.RETRY_BACKOFF_S * 2 ** min(max(receives, 1) - 1, 30) * random.uniform(0.8, 1.2)
-    return int(max(0, min(seconds, config.RETRY_BACKOFF_MAX_S, SQS_MAX_VISIBILITY_S)))
+    # Rounded, not truncated: SQS takes whole seconds, and int() would fall below -20 %.
+    return round(max(0, min(seconds, config.RETRY_BACKOFF_MAX_S, SQS_MAX_VISIBILITY_S)))
 
 
 def queue_url_of(arn: str | None) -> str | None:
@@ -996,9 +999,9 @@ def lambda_handler(event, context):
         # Each record runs in a fresh log context of its own.
         futures = [pool.submit(_record_context(request_id).run, handle_record, *job) for job in jobs]
         results = [future.result() for future in futures]
-    report_batch(results)
-    invocation = contextvars.Context()
+    invocation = contextvars.Context()  # the batch's own lines carry its request id too
     invocation.run(_context["request_id"].set, request_id)
+    invocation.run(report_batch, results)
     invocation.run(_back_off_by_source, records, results, batch_deadline)
     failures = [{"itemIdentifier": r["message_id"]} for r in results if r["status"] in RETRY_STATUSES]
     return {"batchItemFailures": failures, "results": results}

@@ -206,7 +206,7 @@ def test_a_whole_batch_failing_for_one_cause_is_said_once(service, clip, logs, m
     response = run("b1", "b2", "b3")
     assert len(response["batchItemFailures"]) == 3 and len(response["results"]) == 3  # returned, not raised
     [line] = [line for line in logs.records if line["msg"].startswith("every record of the batch failed")]
-    assert line["level"] == "ERROR" and line["records"] == 3
+    assert line["level"] == "ERROR" and line["records"] == 3 and line["request_id"] == "req-1"
     assert line["msg"] == "every record of the batch failed for one cause: download: S3 NoSuchBucket"
 
 

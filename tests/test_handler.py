@@ -246,6 +246,7 @@ MALFORMED = [
     "",
     "true",
     '{"shortcode": "abc", "platform": "ig"',
+    "[" * 2040 + "]" * 2040,  # within MAX_BODY_BYTES, nested past json's recursion limit
 ]
 
 

@@ -149,6 +149,14 @@ def test_backoff_doubles_with_each_receive_with_jitter_and_a_cap(monkeypatch, re
     assert len(seen) > 10  # jittered, not one value
 
 
+@pytest.mark.parametrize("base,receives,allowed", [(1, 1, {1}), (2, 1, {2}), (3, 2, {5, 6, 7})])
+def test_backoff_of_a_few_seconds_stays_within_its_jitter(monkeypatch, base, receives, allowed):
+    """Whole seconds, rounded: truncating 0.8-1.2 s gave 0 (visible again at once)."""
+    monkeypatch.setattr(config, "RETRY_BACKOFF_S", base)
+    monkeypatch.setattr(config, "RETRY_BACKOFF_MAX_S", 3600)
+    assert {app.backoff_seconds("retry", receives) for _ in range(300)} <= allowed
+
+
 def test_backoff_limits_and_fates(monkeypatch):
     monkeypatch.setattr(config, "RETRY_BACKOFF_S", 60)
     monkeypatch.setattr(config, "RETRY_BACKOFF_MAX_S", 3600)
