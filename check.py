@@ -87,7 +87,7 @@ def _required(config, name):
 
 def _aws_problem(err, setting, what):
     """A boto3 error as a sentence naming what to fix."""
-    code = str(getattr(err, "response", {}).get("Error", {}).get("Code", ""))
+    code = str((getattr(err, "response", None) or {}).get("Error", {}).get("Code", ""))  # a timeout's is None
     if code in ("404", "NoSuchBucket"):
         return f"{what} does not exist: fix {setting}"
     if code in ("403", "AccessDenied", "AllAccessDisabled"):
@@ -172,7 +172,9 @@ def check_key_role(app) -> str:
 
 def check_columns(app, table: str, columns: tuple, setting: str) -> str:
     try:
-        app.supabase().table(table).select(",".join(columns)).limit(0).execute()
+        # count="planned": PostgREST answers with a Content-Range header (its estimate, no
+        # count(*)), which an HTTP server that is not PostgREST does not send.
+        answer = app.supabase().table(table).select(",".join(columns), count="planned").limit(0).execute()
     except Exception as err:
         code, message = getattr(err, "code", None), getattr(err, "message", None) or str(err)
         if code == "42703":  # undefined column
@@ -185,7 +187,15 @@ def check_columns(app, table: str, columns: tuple, setting: str) -> str:
             setting = "SUPABASE_KEY" if config.SUPABASE_KEY else "SUPABASE_KEY_SECRET"
             raise Failed(f"{message}: fix {setting} (the service_role key may read it)") from None
         raise Failed(f"{type(err).__name__}: {str(message)[:300]}") from None
+    if answer.count is None:
+        raise Failed(f"{config_url()} answers, but not as PostgREST does (no Content-Range on a select): fix SUPABASE_URL")
     return "has " + ", ".join(columns)
+
+
+def config_url() -> str:
+    import config
+
+    return config.SUPABASE_URL
 
 
 def check_queue(config) -> str:
@@ -197,7 +207,10 @@ def check_queue(config) -> str:
     host = url.split("/")[2] if url.count("/") >= 4 else ""
     region = host.split(".")[1] if host.startswith("sqs.") and host.count(".") >= 3 else None
     try:
-        attributes = boto3.client("sqs", region_name=region).get_queue_attributes(
+        from botocore.config import Config
+
+        short = Config(connect_timeout=5, read_timeout=10, retries={"total_max_attempts": 2, "mode": "standard"})
+        attributes = boto3.client("sqs", region_name=region, config=short).get_queue_attributes(
             QueueUrl=url, AttributeNames=["RedrivePolicy", "VisibilityTimeout"])["Attributes"]
     except Exception as err:
         raise Failed(_aws_problem(err, "SQS_QUEUE_URL", url)) from None

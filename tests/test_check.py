@@ -143,3 +143,31 @@ def test_key_role_reads_the_jwt_payload_without_verifying(stack):
     for bad in ("plainpassword", "a.b", "a.!!!.c"):
         with pytest.raises(ValueError):
             key_role(bad)
+
+
+def test_an_http_server_that_is_not_postgrest_fails_the_table_checks(stack):
+    """A server answering 200 and `[]` to everything (found by an adversarial run: every
+    check said ok): PostgREST sends a Content-Range on a select, it does not."""
+    import http.server
+    import threading
+
+    class Empty(http.server.BaseHTTPRequestHandler):
+        def do_GET(self):
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", "2")
+            self.end_headers()
+            self.wfile.write(b"[]")
+
+        def log_message(self, *args):
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Empty)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        run = check(stack, SUPABASE_URL=f"http://127.0.0.1:{server.server_port}")
+    finally:
+        server.shutdown()
+    assert run.status == 1
+    assert run.verdicts["table videos"] == "FAIL" and run.verdicts["table extraction_errors"] == "FAIL"
+    assert "not as PostgREST does" in run.lines["table videos"] and "SUPABASE_URL" in run.lines["table videos"]
