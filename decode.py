@@ -116,6 +116,8 @@ def open_video(path, *, max_pixels: int = 0) -> tuple[av.container.InputContaine
     # of its own (`Ahead`).
     stream.thread_type = "AUTO"
     stream.codec_context.thread_count = DECODE_THREADS
+    if max_pixels:  # the decoder itself refuses a larger frame mid-stream, before allocating it
+        stream.codec_context.options = {**stream.codec_context.options, "max_pixels": str(max_pixels)}
     return container, stream
 
 

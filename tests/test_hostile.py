@@ -160,3 +160,35 @@ def test_a_16000x16000_header_is_refused_before_a_frame_is_allocated(tmp_path):
     error, peak_mib = run.stdout.splitlines()
     assert error == "huge.mp4: frames are 16000x16000, over MAX_PIXELS=9437184"
     assert int(peak_mib) < 250, f"peak RSS {peak_mib} MiB"
+
+
+SMALL_RAW = """
+import sys, av, numpy as np
+with av.open(sys.argv[1], "w", format="h264") as out:
+    stream = out.add_stream("libx264", rate=25, options={"preset": "ultrafast"})
+    stream.width, stream.height, stream.pix_fmt = 320, 240, "yuv420p"
+    for n in range(50):
+        out.mux(stream.encode(av.VideoFrame.from_ndarray(np.full((240, 320, 3), n * 4, np.uint8), format="rgb24")))
+    out.mux(stream.encode())
+"""
+
+
+def test_a_stream_that_turns_16000x16000_part_way_is_refused_by_the_decoder(tmp_path):
+    """The header says 320x240; frame 50 is 16000x16000 (found by an adversarial run: 825
+    MiB peak before the per-frame MAX_PIXELS check refused it). FFmpeg's max_pixels on the
+    decoder itself (decode.open_video) refuses the frame before allocating it."""
+    import subprocess
+    import sys
+
+    from conftest import ROOT
+
+    small, huge = tmp_path / "small.h264", tmp_path / "huge.h264"
+    subprocess.run([sys.executable, "-c", SMALL_RAW, str(small)], check=True, timeout=120)
+    subprocess.run([sys.executable, "-c", BIG, str(huge)], check=True, timeout=120)
+    path = tmp_path / "switch.h264"
+    path.write_bytes(small.read_bytes() + huge.read_bytes() + small.read_bytes())
+    run = subprocess.run([sys.executable, "-c", MEASURE, str(path), str(tmp_path / "o")], capture_output=True,
+                         text=True, timeout=120, cwd=ROOT, env={"PYTHONPATH": str(ROOT), "PATH": "/usr/bin:/bin"})
+    error, peak_mib = run.stdout.splitlines()
+    assert error.startswith("switch.h264: ") and error != "extracted", run.stderr
+    assert int(peak_mib) < 400, f"peak RSS {peak_mib} MiB"
