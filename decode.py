@@ -25,6 +25,8 @@ import cv2
 import numpy as np
 from av.video.reformatter import Interpolation, VideoReformatter
 
+import cpus
+
 # PySceneDetect's SceneManager shrinks frames to about this width before scoring.
 DETECT_WIDTH = 256
 # Performance: frame threads decode consecutive frames at once. With non-reference frames
@@ -32,7 +34,9 @@ DETECT_WIDTH = 256
 # the cores busy: on 2 cores, 5 threads decode a 1080p reel's reference frames in 0.8x
 # the wall time of FFmpeg's default 3 (6: no faster; each thread holds ~7 MiB at 1080p).
 # A full decode gains too (`--frame-pick middle` on the reel: 17.1 -> 13.2 s).
-DECODE_THREADS = min(16, 2 * (os.cpu_count() or 1) + 1)
+# Sized by the CPUs this process may really use (cgroup quota, affinity, Lambda's memory
+# share: cpus.usable_cpus), not os.cpu_count(), which counts the machine's.
+DECODE_THREADS = min(16, 2 * cpus.usable_cpus() + 1)
 APPROACH = 16  # frames before a wanted frame where pass 2 resumes full decoding
 
 Frame = av.VideoFrame  # a decoded frame, as the other modules see it

@@ -44,7 +44,7 @@ Then, outside the tables:
                tier. The extraction stage only (not the S3 transfers and status calls), at
                this machine's speed; the same figure scaled by usable CPUs here / Lambda's vCPUs
                at that memory (1 per 1,769 MB) follows, for CPU-bound work.
-  cpus         usable_cpus() here (bench/cpus.py) and the decoder threads.
+  cpus         usable_cpus() here (cpus.py) and the decoder threads.
 
 Targets (issue 18), checked as ratios of one run; exits 1 if one is missed, 2 if a tool is
 missing:
@@ -81,9 +81,11 @@ from typing import NamedTuple
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
+sys.path.insert(1, os.path.dirname(HERE))
 
 import clips  # noqa: E402
-import cpus  # noqa: E402
+
+import cpus  # noqa: E402  (the service's, top level)
 
 ROOT = os.path.dirname(HERE)
 SHARED = os.environ.get("SHARED_DIR", os.path.join(os.path.dirname(ROOT), "shared"))

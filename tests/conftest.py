@@ -6,7 +6,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 # The modules of the service (what the Lambda image copies; see test_deploy).
-SERVICE_MODULES = ["app.py", "choose.py", "config.py", "decode.py", "detect.py", "extract.py", "output.py",
+SERVICE_MODULES = ["app.py", "choose.py", "config.py", "cpus.py", "decode.py", "detect.py", "extract.py", "output.py",
                    "quality.py", "transitions.py"]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "tests"))

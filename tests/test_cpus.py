@@ -5,11 +5,6 @@ it), so every expectation is written as the least of it and what the files say.
 """
 
 import os
-import sys
-
-from conftest import ROOT
-
-sys.path.insert(0, str(ROOT / "bench"))
 
 from cpus import cgroup_cpu_quota, usable_cpus
 

@@ -141,7 +141,7 @@ def test_the_image_copies_exactly_the_modules_app_imports():
     assert "stack.py" not in imported_modules("app.py") and "test.py" not in imported_modules("app.py")
 
 
-CORE = ["decode", "quality", "transitions", "detect", "choose", "output", "extract"]  # README's Architecture order
+CORE = ["cpus", "decode", "quality", "transitions", "detect", "choose", "output", "extract"]  # README's Architecture order
 
 
 def test_the_core_imports_down_the_data_flow_and_each_library_in_one_module():
