@@ -30,12 +30,12 @@ def run(detector, images, first=0):
 
 def test_the_pinned_version():
     """Re-read scenedetect/detectors/content_detector.py and detector.py (FlashFilter)
-    before changing this: ScoringDetector reads `_frame_score` and `_threshold` and copies
-    `_flash_filter`, as AdaptiveDetector does."""
+    before changing this: ScoringDetector reads `_frame_score` and `_threshold`, as
+    AdaptiveDetector does."""
     assert scenedetect.__version__ == "0.7.2"
     assert issubclass(ScoringDetector, scenedetect.ContentDetector)
     detector = ScoringDetector(threshold=31.5, min_scene_len=15)
-    assert {"_frame_score", "_threshold", "_last_frame", "_flash_filter"} <= set(vars(detector))
+    assert {"_frame_score", "_threshold"} <= set(vars(detector))
     assert detector.threshold == 31.5
     assert detector.frame_score == 0.0  # nothing seen yet
 
@@ -49,27 +49,6 @@ def test_frame_score_is_what_the_threshold_is_compared_against():
     assert cuts == [n for n, score in enumerate(scores) if score >= 27.0]
     assert cuts == [10, 20, 25, 26]
     assert scores[0] == 0.0 and max(scores[1:10]) < 27.0  # the first frame; motion within a scene
-
-
-def test_snapshot_and_restore_undo_the_frames_in_between():
-    """Restored, the detector goes on as if it had never seen the frames since the
-    snapshot: the same scores and cuts (the flash filter's state included) as one that
-    did not."""
-    before, between, after = frames(20, 0), frames(12, 3, 20), frames(20, 1, 20) + frames(30, 2, 40)
-    plain = ScoringDetector(threshold=27.0, min_scene_len=15)
-    run(plain, before)
-    expected = run(plain, after, first=20)
-    expected_end = [tc.frame_num for tc in plain.post_process(scenedetect.FrameTimecode(70, RATE))]
-
-    undone = ScoringDetector(threshold=27.0, min_scene_len=15)
-    run(undone, before)
-    state = undone.snapshot()
-    seen = run(undone, between, first=20)
-    assert max(seen[1]) >= 27.0  # the frames in between did cross the threshold
-    undone.restore(state)
-    assert run(undone, after, first=20) == expected
-    assert [tc.frame_num for tc in undone.post_process(scenedetect.FrameTimecode(70, RATE))] == expected_end
-    assert expected[0] == [20, 40]
 
 
 def test_the_flash_filter_reports_a_cut_late_and_post_process_reports_the_last(tmp_path):
@@ -89,7 +68,7 @@ def test_detect_finds_pyscenedetect_s_own_cuts(tmp_path):
     cuts = make_video(path, [40, 30, 50, 25])
     scenes = scenedetect.detect(str(path), scenedetect.ContentDetector())
     theirs = [start.frame_num for start, _ in scenes[1:]]
-    assert theirs == cuts == detect.detect(path).cuts == detect.detect(path, skip_nonref=True).cuts
+    assert theirs == cuts == detect.detect(path).cuts
 
 
 def test_importing_scenedetect_runs_ffmpeg_but_importing_detect_does_not(tmp_path):
