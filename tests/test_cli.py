@@ -255,8 +255,11 @@ def test_a_bad_setting_in_lambda_fails_every_record_naming_it(tmp_path):
     *lines, last = run.stdout.strip().splitlines()
     assert json.loads(last)["batchItemFailures"] == [{"itemIdentifier": "m1"}, {"itemIdentifier": "m2"}]
     logged = [json.loads(line) for line in lines]
-    assert [(line["level"], line["message_id"], line["error"]) for line in logged] == [
+    errors = [line for line in logged if "_aws" not in line]
+    assert [(line["level"], line["message_id"], line["error"]) for line in errors] == [
         ("ERROR", m, "MIN_FRAMES must be a whole number, got 'lots'") for m in ("m1", "m2")]
+    # Each record's metrics line beside its log line, as for any other fate.
+    assert [line["message_id"] for line in logged if "_aws" in line] == ["m1", "m2"]
 
 
 def test_worker_batch_seconds_must_exceed_the_reserve(tmp_path):
