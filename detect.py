@@ -1,9 +1,9 @@
 """Everything PySceneDetect: pass 1, which turns decoded frames into cuts and per-frame signals.
 
 Every frame is decoded and, made as PySceneDetect's SceneManager makes it (decode.shrinker),
-goes in order to `ScoringDetector` (a `ContentDetector` that also tells its last frame
-score), which scores how much hue, saturation and brightness changed since the previous frame and
-reports a cut when the score crosses `threshold` and the previous cut is at least
+goes in order to PySceneDetect's `ContentDetector`, through its public `process_frame` and
+`post_process` only, which scores how much hue, saturation and brightness changed since
+the previous frame and reports a cut when the score crosses `threshold` and the previous cut is at least
 `min_scene_len` away: the same computation `scenedetect detect-content` does, so the cuts
 match its goldens. The scan also records, per frame, its real timestamp (correct for
 variable frame rate video), whether it is a keyframe, whether it has content, its mean
@@ -63,24 +63,6 @@ def _no_commands_on_path():
 with _no_commands_on_path():
     from scenedetect.common import FrameTimecode
     from scenedetect.detectors import ContentDetector
-
-
-class ScoringDetector(ContentDetector):
-    """PySceneDetect's ContentDetector, telling its last frame score.
-
-    Built the way PySceneDetect's own AdaptiveDetector builds on ContentDetector: it
-    reads the score `process_frame` leaves in `_frame_score`. tests/test_detect.py pins
-    this assumption for PySceneDetect 0.7.2.
-    """
-
-    @property
-    def frame_score(self) -> float:
-        """The score of the last frame given to process_frame (0 for the first)."""
-        return self._frame_score or 0.0
-
-    @property
-    def threshold(self) -> float:
-        return self._threshold
 
 
 class Observer(Protocol):
@@ -236,7 +218,7 @@ class _Scan:
 
     def __init__(self, path, stream, rate, options: _Options, keep_frames):
         self.path, self.rate, self.pool = path, rate, options.pool
-        self.detector = ScoringDetector(threshold=options.threshold, min_scene_len=options.min_scene_len)
+        self.detector = ContentDetector(threshold=options.threshold, min_scene_len=options.min_scene_len)
         self.keep_frames, self.hold, self.kept = keep_frames, options.hold, {}
         self.limits = options.limits
         width, height = stream.codec_context.width, stream.codec_context.height
