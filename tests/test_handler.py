@@ -1,4 +1,7 @@
-"""lambda_handler end to end against the local stack: PostgREST behind nginx, moto S3."""
+"""lambda_handler end to end against the local stack: PostgREST behind nginx, moto S3.
+
+The service fixture sets FRAME_PICK=middle (exact middles to assert); the tests marked
+PICKS run with best, the service default, too."""
 
 import json
 import threading
@@ -20,6 +23,9 @@ def clip(tmp_path_factory):
     return path
 
 
+PICKS = pytest.mark.parametrize("frame_pick", ["best", "middle"])
+
+
 def run(*bodies, context=None):
     return app.lambda_handler(sqs_event(*bodies), context or FakeContext())
 
@@ -28,7 +34,9 @@ def body(code, platform="ig"):
     return {"shortcode": code, "platform": platform}
 
 
-def test_happy_path_uploads_frames_and_manifest_and_marks_done(service, clip, logs):
+@PICKS
+def test_happy_path_uploads_frames_and_manifest_and_marks_done(service, clip, logs, monkeypatch, frame_pick):
+    monkeypatch.setattr(config, "FRAME_PICK", frame_pick)
     service.add_video("abc123", video=clip)
     response = run(body("abc123"))
     assert response["batchItemFailures"] == []
@@ -37,7 +45,10 @@ def test_happy_path_uploads_frames_and_manifest_and_marks_done(service, clip, lo
     assert result["seconds"] > 0
     assert service.frame_keys("abc123") == [f"ig/abc123/frames/{n}" for n in ("0.jpg", "1.jpg", "2.jpg", "manifest.json")]
     manifest = json.loads(service.get_frame("ig/abc123/frames/manifest.json")["Body"].read())
-    assert [f["frame"] for f in manifest["frames"]] == [15, 45, 75]
+    # middle: each scene's middle frame; best: the sharpest within 15 % of the scene of it.
+    near = 0 if frame_pick == "middle" else 4
+    assert all(abs(f["frame"] - m) <= near for f, m in zip(manifest["frames"], [15, 45, 75], strict=True))
+    assert {f["reason"] for f in manifest["frames"]} == {"middle" if frame_pick == "middle" else "sharpest"}
     assert manifest["method"] == "scenes" and len(manifest["scenes"]) == 3
     for frame in manifest["frames"]:
         obj = service.get_frame(f"ig/abc123/frames/{frame['file']}")
@@ -69,13 +80,16 @@ def test_not_downloaded_is_skipped_with_an_error_row(service):
     assert service.video_row("later1") == ["f", "f", "0", "f"]
 
 
+@PICKS
 @pytest.mark.parametrize("case,stage,message", [
     ("no_row", "status", "no row in videos"),
     ("no_object", "download", "does not exist"),
     ("not_a_video", "extract", "not a readable video file"),
     ("too_big", "download", "over MAX_VIDEO_BYTES"),
 ])
-def test_permanent_errors_are_recorded_and_acknowledged(service, clip, monkeypatch, tmp_path, case, stage, message):
+def test_permanent_errors_are_recorded_and_acknowledged(service, clip, monkeypatch, tmp_path, case, stage, message,
+                                                         frame_pick):
+    monkeypatch.setattr(config, "FRAME_PICK", frame_pick)
     if case == "no_row":
         service.add_video("perm1", video=clip, row=False)
     elif case == "no_object":
@@ -188,7 +202,9 @@ def test_no_record_starts_too_close_to_the_deadline(service, clip):
     assert service.video_row("late1") == ["t", "f", "0", "f"] and service.frame_keys() == []
 
 
-def test_the_deadline_is_checked_inside_the_decode_loop(service, clip):
+@PICKS
+def test_the_deadline_is_checked_inside_the_decode_loop(service, clip, monkeypatch, frame_pick):
+    monkeypatch.setattr(config, "FRAME_PICK", frame_pick)
     service.add_video("late2", video=clip)
     # Plenty of time at the start; each look at the clock uses up 1 s of it.
     context = FakeContext(remaining_ms=config.MIN_REMAINING_MS + 40_000, drop_per_call_ms=1000)
