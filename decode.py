@@ -130,7 +130,7 @@ def frame_duration(frame: av.VideoFrame) -> float | None:
     return float(frame.duration * frame.time_base) if frame.duration and frame.time_base else None
 
 
-# --- Pass 1: every frame ------------------------------------------------------------------------
+# --- Pass 1: every frame ---------------------------------------------------------------------
 
 
 def decode_every(container, stream) -> Iterator[tuple[int, av.VideoFrame]]:
