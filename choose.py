@@ -272,10 +272,6 @@ class Candidates:
         self._close(list(self.open.values()), count)
         self.open = {}
 
-    def clear(self) -> None:
-        """Pass 1 starts again from the first frame."""
-        self.start, self.open, self.chosen = 0, {}, {}
-
     def _hold(self, held: Held) -> None:
         """File the frame in its cell, if it is the sharpest there so far."""
         cell = int(math.log(held.number - self.start + 1) / self.growth)

@@ -1,11 +1,10 @@
 """Everything PyAV: opening a video within limits, decoding its frames, and finding them again.
 
-Pass 1 decodes forward once, either every frame (`decode_every`) or only the frames other
-frames are predicted from (`decode_references`, numbered from the packets by a
-`Timeline`), on a thread of its own (`Ahead`), each frame shrunk to about DETECT_WIDTH for
-scoring (`shrinker`). Where a cut may hide among skipped frames, `read_gap` decodes them.
-Pass 2 (`read_frames`) seeks forward to chosen frames. Frames are turned upright
-(`upright_image`) as they leave this module.
+Pass 1 decodes every frame forward once (`decode_every`: a frame left out could hold a
+cut), on a thread of its own (`Ahead`), each frame made into what PySceneDetect's
+SceneManager would score and shrunk for the filters (`shrinker`). Pass 2 (`read_frames`)
+seeks forward to chosen frames. Frames are turned upright (`upright_image`) as they leave
+this module.
 
 No other module of the service imports PyAV.
 """
@@ -15,7 +14,6 @@ import contextlib
 import os
 import queue
 import threading
-from array import array
 from collections.abc import Callable, Iterable, Iterator
 from fractions import Fraction
 from typing import NamedTuple
@@ -29,13 +27,12 @@ import cpus
 
 # PySceneDetect's SceneManager shrinks frames to about this width before scoring.
 DETECT_WIDTH = 256
-# Performance: frame threads decode consecutive frames at once. With non-reference frames
-# skipped, each thread often waits on the frame before it, so more frames in flight keep
-# the cores busy: on 2 cores, 5 threads decode a 1080p reel's reference frames in 0.8x
-# the wall time of FFmpeg's default 3 (6: no faster; each thread holds ~7 MiB at 1080p).
-# A full decode gains too (`--frame-pick middle` on the reel: 17.1 -> 13.2 s).
-# Sized by the CPUs this process may really use (cgroup quota, affinity, Lambda's memory
-# share: cpus.usable_cpus), not os.cpu_count(), which counts the machine's.
+# Performance: frame threads decode consecutive frames at once, and more frames in flight
+# keep the cores busy: on 2 cores, 5 threads instead of FFmpeg's default 3 decode a 1080p
+# reel in 0.77x the wall time (`--frame-pick middle`: 17.1 -> 13.2 s; 6: no faster; each
+# thread holds ~7 MiB at 1080p). Sized by the CPUs this process may really use (cgroup
+# quota, affinity, Lambda's memory share: cpus.usable_cpus), not os.cpu_count(), which
+# counts the machine's.
 DECODE_THREADS = min(16, 2 * cpus.usable_cpus() + 1)
 APPROACH = 16  # frames before a wanted frame where pass 2 resumes full decoding
 
@@ -54,10 +51,6 @@ class VideoError(Exception):
         self.path = str(path)
         self.problem = problem
         super().__init__(f"{os.path.basename(self.path)}: {problem}")
-
-
-class NoTimeline(Exception):
-    """The packets do not say where each frame goes: decode every frame instead."""
 
 
 # --- Opening, within limits ------------------------------------------------------------------
@@ -143,131 +136,12 @@ def frame_duration(frame: av.VideoFrame) -> float | None:
     return float(frame.duration * frame.time_base) if frame.duration and frame.time_base else None
 
 
-# --- Pass 1: every frame, or only the reference frames ---------------------------------------
+# --- Pass 1: every frame ---------------------------------------------------------------------
 
 
 def decode_every(container, stream) -> Iterator[tuple[int, av.VideoFrame]]:
     """(frame number, frame) of every frame, in display order."""
     yield from enumerate(container.decode(stream))
-
-
-def decode_references(container, stream, timeline: "Timeline",
-                      wanted: frozenset = frozenset()) -> Iterator[tuple[int, av.VideoFrame]]:
-    """(frame number, frame) of the frames other frames are predicted from, and of the
-    `wanted` frame numbers, in display order.
-
-    Performance: x264 and most encoders make half or more of the frames non-reference B
-    frames; `skip_frame = NONREF` lets the decoder drop them unparsed beyond the slice
-    header, which costs 0.6-0.8x of a full decode. A skipped frame has no picture, so its
-    number is learned from the packets instead: every packet is counted on the
-    `timeline`, and a frame's number is the count of packets that show before it. (A
-    non-reference frame's packet comes after those of every frame shown before it, so
-    its number is known when it arrives: that is how a wanted one is let through.)
-    """
-    context = stream.codec_context
-    context.skip_frame = "NONREF"
-    try:
-        for packet in container.demux(stream):
-            if packet.size:
-                timeline.add(packet)
-                every = timeline.decode_all or (wanted and timeline.position(packet.pts) in wanted)
-                skip = "DEFAULT" if every else "NONREF"
-                if context.skip_frame != skip:
-                    context.skip_frame = skip
-            for frame in packet.decode():
-                yield timeline.number(frame), frame
-    finally:
-        context.skip_frame = "DEFAULT"
-
-
-class Timeline:
-    """The presentation times of all the packets of a stream, decoded or not."""
-
-    def __init__(self, stream):
-        self.time_base = stream.time_base
-        self.pts, self.key_pts = array("q"), []
-        self.numbered, self.numbered_pts = array("q"), array("q")  # each decoded frame: its number, its pts
-        self.in_order = True
-        self.decode_all = False  # set by the scorer where the picture moves fast
-        self.lock = threading.Lock()  # filled on the decoding thread, read by read_gap
-
-    def add(self, packet) -> None:
-        if packet.pts is None:
-            raise NoTimeline()
-        if packet.is_discard:  # before the start of an edit list: never shown
-            return
-        with self.lock:
-            if self.pts and packet.pts <= self.pts[-1]:
-                self.in_order = False
-            if not self.in_order:
-                bisect.insort(self.pts, packet.pts)
-            else:
-                self.pts.append(packet.pts)
-            if packet.is_keyframe:
-                self.key_pts.append(packet.pts)
-
-    def position(self, pts: int) -> int:
-        """How many of the packets so far show before `pts` (on the decoding thread)."""
-        return bisect.bisect_left(self.pts, pts)
-
-    def number(self, frame: av.VideoFrame) -> int:
-        """Frame number of a decoded frame: how many packets show before it."""
-        if frame.pts is None:
-            raise NoTimeline()
-        number = self.position(frame.pts)
-        self.numbered.append(number)
-        self.numbered_pts.append(frame.pts)
-        return number
-
-    def check(self) -> int:
-        """The frame count, once every packet is in; raise NoTimeline should any
-        decoded frame have been numbered wrong (a packet came later than its frame)."""
-        pairs = zip(self.numbered, self.numbered_pts, strict=True)
-        if not self.pts or any(n >= len(self.pts) or self.pts[n] != p for n, p in pairs):
-            raise NoTimeline()
-        return len(self.pts)
-
-    def times(self):
-        """Presentation time of each frame, seconds (an array of doubles)."""
-        return array("d", (float(p * self.time_base) for p in self.pts))
-
-    def keyframes(self) -> list[int]:
-        return sorted(bisect.bisect_left(self.pts, p) for p in self.key_pts)
-
-    def gap(self, first: int, end: int) -> tuple[int, list[int]]:
-        """(pts of the last keyframe at or before frame `first`, pts of frames first..end-1)."""
-        with self.lock:
-            target = self.pts[first]
-            key = max((p for p in self.key_pts if p <= target), default=self.pts[0])
-            return key, list(self.pts[first:end])
-
-
-def read_gap(path, timeline: Timeline, first: int, end: int,
-             check: Callable[[], None] | None = None) -> Iterator[tuple[int, av.VideoFrame]]:
-    """Decode frames first..end-1, which pass 1 skipped where a cut may hide; yields
-    (frame number, frame) in order.
-
-    A second decoder on the same file: it seeks to the keyframe before the gap, decodes
-    only reference frames up to it and every frame inside it. Opened for each gap and
-    closed after it: gaps are rare, and an idle 1080p decoder holds 30 MiB. Each frame
-    is handed over as it comes out (in display order), not gathered: 3 MiB each at 1080p.
-    """
-    key, gap = timeline.gap(first, end)
-    wanted = {pts: first + i for i, pts in enumerate(gap)}
-    container, stream = open_video(path)
-    context = stream.codec_context
-    context.thread_count = 1  # a short burst, while pass 1 has the cores
-    with container:
-        container.seek(key, stream=stream, backward=True)
-        for packet in container.demux(stream):
-            context.skip_frame = "DEFAULT" if packet.pts in wanted else "NONREF"
-            for frame in packet.decode():
-                if check:
-                    check()
-                if frame.pts in wanted:
-                    yield wanted.pop(frame.pts), frame
-            if not wanted:
-                return
 
 
 class Ahead:
@@ -327,9 +201,10 @@ class Ahead:
 
 
 class Small(NamedTuple):
-    """A frame shrunk to about DETECT_WIDTH: its I420 planes (luma on top) and BGR image,
-    and the range its planes are in (`full_range`: 0-255, JPEG; else 16-235 luma and
-    16-240 chroma, MPEG/limited, as most video is)."""
+    """A decoded frame as pass 1 looks at it: its I420 planes (luma on top) shrunk to about
+    DETECT_WIDTH, for the filters and the pick, the BGR image ContentDetector scores, and
+    the range its planes are in (`full_range`: 0-255, JPEG; else 16-235 luma and 16-240
+    chroma, MPEG/limited, as most video is)."""
 
     planes: np.ndarray
     bgr: np.ndarray | None
@@ -365,21 +240,32 @@ def even(size: int) -> int:
 
 
 def shrinker(width: int, height: int) -> Callable[[av.VideoFrame], Small]:
-    """A function from a decoded frame to its `Small` of `width` x `height` (even sides).
+    """A function from a decoded frame to its `Small`, planes `width` x `height` (even sides).
 
-    Performance: shrink in YUV (one swscale context per shrinker, reused), then convert
-    only the small frame to BGR. Converting and scaling in one swscale call dithers
-    near-black frames, and fades then score ~100. Both calls let go of the GIL, so the
-    decoding thread shrinks its frames while this one scores the last. A swscale
-    context is not for two threads at once: one shrinker per thread.
+    The BGR image is made as PySceneDetect's SceneManager makes it, so the scores, and the
+    cuts, are its own to the last bit: the frame converted at full size by swscale (bit
+    for bit what OpenCV's VideoCapture hands SceneManager, pinned by tests/test_exact.py),
+    then `cv2.resize` with INTER_LINEAR to `small_size`. Shrinking in YUV first and
+    converting the small frame moves pixels by up to 5 levels, and a score by a few
+    tenths: enough to tip a frame near the threshold.
+
+    Performance: the full-size conversion costs what it costs PySceneDetect (a few ms a
+    frame at 1080p). The planes are shrunk in YUV by a swscale context of their own
+    (converting and scaling in one call dithers near-black frames, and fades then score
+    ~100). All of it lets go of the GIL, so the decoding thread shrinks its frames while
+    the scan scores the last. A swscale context is not for two threads at once: one
+    shrinker per thread.
     """
-    reformatter = VideoReformatter()
+    to_planes, to_bgr = VideoReformatter(), VideoReformatter()
 
     def shrink(frame):
-        small = reformatter.reformat(frame, width=width, height=height, format="yuv420p",
-                                     interpolation=Interpolation.AREA)
-        planes = small.to_ndarray()
-        return Small(planes, cv2.cvtColor(planes, cv2.COLOR_YUV2BGR_I420), is_full_range(small))
+        small = to_planes.reformat(frame, width=width, height=height, format="yuv420p",
+                                   interpolation=Interpolation.AREA)
+        bgr = to_bgr.reformat(frame, format="bgr24").to_ndarray()
+        size = small_size(frame.width, frame.height)
+        if size != (frame.width, frame.height):
+            bgr = cv2.resize(bgr, size, interpolation=cv2.INTER_LINEAR)  # SceneManager's default
+        return Small(small.to_ndarray(), bgr, is_full_range(small))
 
     return shrink
 
@@ -524,6 +410,8 @@ def read_frames(path, detection, windows: Iterable, *, check: Callable[[], None]
                 if check:
                     check()
                 position = index_of.get(frame.pts, position)
+                if position > last:  # a frame the decoder left out (open GOP after a seek)
+                    break
                 rating = judge(frame)
                 if rating > quality:
                     best, quality, image = position, rating, frame.to_ndarray(format="bgr24")

@@ -1,24 +1,25 @@
 """Everything PySceneDetect: pass 1, which turns decoded frames into cuts and per-frame signals.
 
-Each frame, shrunk as PySceneDetect's SceneManager would, goes to `ScoringDetector` (a
-`ContentDetector` that also tells its last frame score and can be put back a frame), which
-scores how much hue, saturation and brightness changed since the previous frame and
-reports a cut when the score crosses `threshold` and the previous cut is at least
+Every frame is decoded and, made as PySceneDetect's SceneManager makes it (decode.shrinker),
+goes in order to PySceneDetect's `ContentDetector` (`ScoringDetector`: the same, telling
+the score of each frame, which the structural second opinion and the manifest's `score`
+read), which scores how much hue, saturation and brightness changed since
+the previous frame and reports a cut when the score crosses `threshold` and the previous cut is at least
 `min_scene_len` away: the same computation `scenedetect detect-content` does, so the cuts
 match its goldens. The scan also records, per frame, its real timestamp (correct for
 variable frame rate video), whether it is a keyframe, whether it has content, its mean
 brightness, sharpness and an 8x8 thumbnail, for the filters of transitions.py.
 
-With `skip_nonref`, only reference frames are decoded (decode.decode_references); where
-a cut may hide among the skipped ones, they are decoded (decode.read_gap) and the
-detector, put back to before the cut, looks again frame by frame, so the cuts stay exact.
+No frame is left out, even where decoding only the reference frames would be cheaper: a
+skipped non-reference frame can hold a cut (or a flash whose min_scene_len merge moves a
+later cut) that no frame around it shows. tests/test_exact.py holds the cuts to
+PySceneDetect's own on generated videos.
 
 No other module imports scenedetect; tests/test_detect.py pins what this one assumes of
 PySceneDetect 0.7.2.
 """
 
 import contextlib
-import copy
 import os
 from array import array
 from collections.abc import Callable, Collection
@@ -39,8 +40,6 @@ from transitions import THUMB_SIDE, drop_flash_cuts, find_gradual_transitions, f
 MISSING_FRAMES_ALLOWED = 2
 MISSING_SHARE_ALLOWED = 0.01
 MISSING_SHARE_ESTIMATED = 0.1
-CLEAR_CUT = 1.5  # times the threshold: see is_clear_cut
-BUSY_GAP = 4  # frames: decode every frame where this many could cross the threshold by motion
 
 
 @contextlib.contextmanager
@@ -69,52 +68,17 @@ with _no_commands_on_path():
 
 
 class ScoringDetector(ContentDetector):
-    """PySceneDetect's ContentDetector, telling its last frame score and able to be put
-    back to an earlier state.
+    """PySceneDetect's ContentDetector, telling the score of the last frame it was given.
 
-    Built the way PySceneDetect's own AdaptiveDetector builds on ContentDetector: it
-    reads the score `process_frame` leaves in `_frame_score`. Between frames the
-    detector's state is the last frame's HSV planes (`_last_frame`, replaced, not
-    changed, by each frame) and its FlashFilter's (changed in place): `snapshot()`
-    copies both, `restore()` puts them back. tests/test_detect.py pins these
-    assumptions for PySceneDetect 0.7.2.
+    Built the way PySceneDetect's own AdaptiveDetector builds on ContentDetector: it reads
+    the score `process_frame` leaves in `_frame_score` (the same value ContentDetector
+    gives a StatsManager as `content_val`; tests/test_detect.py pins that for 0.7.2).
     """
 
     @property
     def frame_score(self) -> float:
         """The score of the last frame given to process_frame (0 for the first)."""
         return self._frame_score or 0.0
-
-    @property
-    def threshold(self) -> float:
-        return self._threshold
-
-    def snapshot(self) -> dict[str, Any]:
-        """The detector's state, to `restore()` later."""
-        state = dict(vars(self))
-        state["_flash_filter"] = copy.copy(self._flash_filter)
-        return state
-
-    def restore(self, state: dict[str, Any]) -> None:
-        """Back to the state `snapshot()` took, as if the frames since were never seen."""
-        vars(self).clear()
-        vars(self).update(state)
-
-
-def is_clear_cut(*, score: float, gap: int, motion: float, threshold: float) -> bool:
-    """A cut after one skipped frame that motion cannot explain: taken as it is.
-
-    `score` is the detector's score against the decoded frame `gap` frames back;
-    `motion` is the score per frame between the two frames decoded before.
-
-    Performance: decoding the skipped frame means decoding again from the keyframe
-    before it (0.17 s a time on 1080p), and most such gaps are real cuts (encoders
-    often put a B frame just before the I frame that starts a scene). Its place is
-    then at most the one frame off that the skipping allows; a gap of more than one
-    frame, or a score that the motion just before it might make, is decoded and
-    looked at frame by frame instead.
-    """
-    return gap == 2 and score - motion * (gap - 1) >= CLEAR_CUT * threshold
 
 
 class Observer(Protocol):
@@ -128,9 +92,6 @@ class Observer(Protocol):
 
     def finish(self, count: int) -> None:
         """The video has `count` frames."""
-
-    def clear(self) -> None:
-        """Pass 1 starts again from the first frame: forget everything offered."""
 
 
 @dataclass
@@ -175,7 +136,7 @@ def detect(path, *, threshold: float = 27.0, min_scene_len: int | float = 15,
            keep: Callable[[int], Collection[int]] | None = None,
            hold: Callable[[int, decode.Frame, Quality, bytes], Any] | None = None,
            max_pixels: int = 0, max_duration_s: float = 0, flash_filter: bool = True, gradual: bool = False,
-           skip_nonref: bool = False, pool: Observer | None = None) -> Detection:
+           pool: Observer | None = None) -> Detection:
     """Pass 1: decode the video once and find the cuts.
 
     Arguments:
@@ -192,26 +153,21 @@ def detect(path, *, threshold: float = 27.0, min_scene_len: int | float = 15,
         flash_filter: drop the cuts that brief flashes cause (transitions.drop_flash_cuts).
         gradual: find dissolves, fades and wipes too (transitions.find_gradual_transitions),
             and hard cuts between shots of the same colours (transitions.find_structural_cuts).
-        skip_nonref: decode only the frames other frames depend on (I, P and reference B
-            frames; see decode.decode_references); gaps where a cut may hide are decoded
-            and scored frame by frame.
-        pool: an Observer offered every decoded frame and told every cut, to hold the
-            frames worth saving without a second pass.
+        pool: an Observer offered every frame and told every cut, to hold the frames
+            worth saving without a second pass.
 
     Returns the Detection. Raises VideoError for a video that cannot be used.
+
+    Every frame is decoded and scored in order, as PySceneDetect's SceneManager does: a
+    frame left out could hold a cut (or a flash whose min_scene_len merge moves a later
+    cut) that no frame around it shows (tests/test_exact.py).
     """
     options = _Options(threshold, min_scene_len, check, progress, keep, hold,
                        decode.Limits(max_pixels, max_duration_s), flash_filter, gradual, pool)
-    if skip_nonref:
-        try:
-            return _detect(path, options, skip_nonref=True)
-        except decode.NoTimeline:
-            if pool is not None:
-                pool.clear()
-    return _detect(path, options, skip_nonref=False)
+    return _detect(path, options)
 
 
-def _detect(path, options: _Options, skip_nonref: bool) -> Detection:
+def _detect(path, options: _Options) -> Detection:
     check, progress, pool = options.check, options.progress, options.pool
     container, stream = decode.open_video(path, max_pixels=options.limits.max_pixels)
     with container:
@@ -221,27 +177,13 @@ def _detect(path, options: _Options, skip_nonref: bool) -> Detection:
         expected = declared or int((stream.duration or 0) * (stream.time_base or 0) * float(rate))
         keep = set(options.keep(declared)) if options.keep and declared else set()
         scan = _Scan(path, stream, rate, options, keep)
-        # Without B frames (has_b_frames: the stream reorders frames) there is next to
-        # nothing to skip, only the bookkeeping to pay for.
-        skip_nonref = skip_nonref and bool(stream.codec_context.has_b_frames)
-        timeline = decode.Timeline(stream) if skip_nonref else None
-        scan.timeline = timeline
-        if skip_nonref:
-            decoded = decode.decode_references(container, stream, timeline, frozenset(scan.keep_frames))
-        else:
-            decoded = decode.decode_every(container, stream)
-        frames = decode.Ahead(decode.shrunk(decoded, scan.shrinker()))
+        frames = decode.Ahead(decode.shrunk(decode.decode_every(container, stream), scan.shrinker()))
         try:
             with frames:
                 for index, frame, small in frames:
                     if check:
                         check()
-                    if not scan.take(index, frame, small, tentative=skip_nonref):
-                        # A cut across skipped frames: decode them and look again, frame by frame.
-                        with contextlib.closing(decode.read_gap(path, timeline, scan.last + 1, index, check)) as gap:
-                            for number, skipped in gap:
-                                scan.take(number, skipped)
-                        scan.take(index, frame, small)
+                    scan.take(index, frame, small)
                     if progress and index % 32 == 0:
                         progress(index, expected)
         except decode.DecodeError as err:
@@ -252,12 +194,10 @@ def _detect(path, options: _Options, skip_nonref: bool) -> Detection:
                 f"decoding broke down after frame {scan.last} ({scan.times[-1]:.2f}s) of about "
                 f"{expected or '?'} ({decode.reason(err)}); the file is corrupt or truncated",
             ) from None
-        count = scan.last + 1 if timeline is None else timeline.check()
+        count = scan.last + 1
         scan.finish(count)
         if pool is not None:
             pool.finish(count)
-        if timeline is not None:
-            scan.times, scan.pts, scan.keyframes = timeline.times(), timeline.pts, timeline.keyframes()
 
     if scan.last < 0 or not count:
         raise VideoError(path, "no frame could be decoded (corrupt or unsupported video data)")
@@ -304,7 +244,7 @@ def _detect(path, options: _Options, skip_nonref: bool) -> Detection:
 
 
 class _Scan:
-    """What pass 1 learns from each decoded frame, in display order."""
+    """What pass 1 learns from each frame, in display order."""
 
     def __init__(self, path, stream, rate, options: _Options, keep_frames):
         self.path, self.rate, self.pool = path, rate, options.pool
@@ -313,59 +253,36 @@ class _Scan:
         self.limits = options.limits
         width, height = stream.codec_context.width, stream.codec_context.height
         self.small_w, self.small_h = (decode.even(side) for side in decode.small_size(width, height))
-        self.shrink = self.shrinker()  # for frames decoded here (gaps); see shrinker
         self.cuts, self.times, self.pts, self.keyframes = [], array("d"), array("q"), []
         # Per frame, for the flash and gradual filters and the "best" pick.
         self.content, self.luma, self.thumbs = bytearray(), array("f"), bytearray()
-        self.scores = array("f")  # the detector's score of each frame (0 for one it skipped)
+        self.scores = array("f")  # the detector's score of each frame
         self.sharpness = array("f")  # quality.sharpness of each frame's small luma
         self.rotation, self.last_duration, self.last = 0, 1 / float(rate), -1
-        self.motion = 0.0  # score per frame between the last two decoded frames
-        self.timeline = None  # with skipping: told when to decode every frame
 
     def shrinker(self):
         """A function from a decoded frame to its decode.Small, which is what the detector
         and the filters look at (one per thread: see decode.shrinker)."""
         return decode.shrinker(self.small_w, self.small_h)
 
-    def take(self, index, frame, small=None, tentative=False):
-        """Score one decoded frame (`small`: its shrunk planes and image, if already
-        made); False (and nothing recorded) when `tentative` and it makes a cut after
-        skipped frames, which must then be taken first."""
-        small = small or self.shrink(frame)
+    def take(self, index: int, frame: decode.Frame, small: decode.Small) -> None:
+        """Score frame `index`, the one after the last (`small`: see shrinker)."""
         bgr = small.bgr
-        before = None
-        if tentative and index > self.last + 1:
-            before = self.detector.snapshot()
         found = [tc.frame_num for tc in self.detector.process_frame(FrameTimecode(index, self.rate), bgr)]
-        # The score itself, not a reported cut: the detector may report a cut frames later.
-        score, threshold = self.detector.frame_score, self.detector.threshold
-        gap = index - self.last
-        if before is not None and score >= threshold and not is_clear_cut(score=score, gap=gap, motion=self.motion,
-                                                                           threshold=threshold):
-            self.detector.restore(before)
-            return False
-        self.motion = score / max(1, gap)
-        if self.timeline is not None:
-            # Performance: where the picture moves fast enough that a gap of skipped frames
-            # could cross the threshold by motion alone, every gap would need decoding
-            # again: decode every frame there instead, until it calms down.
-            self.timeline.decode_all = self.motion * BUSY_GAP >= threshold
+        score = self.detector.frame_score
         if self.last < 0:
             self.rotation = decode.upright_rotation(frame)
         time_s = decode.frame_time(frame, index, float(self.rate))
         self.limits.check_frame(self.path, index, frame, time_s)
         self.times.append(time_s)
-        if self.timeline is None:  # else the timeline knows them, skipped frames too
-            self.pts.append(frame.pts if frame.pts is not None else -1)
-            if frame.key_frame:
-                self.keyframes.append(index)
+        self.pts.append(frame.pts if frame.pts is not None else -1)
+        if frame.key_frame:
+            self.keyframes.append(index)
         duration = decode.frame_duration(frame)
         if duration:
             self.last_duration = duration
         luma = small.luma
         mean, has = picture_stats(luma, small.chroma, full_range=small.full_range)
-        self._fill(index)
         self.content.append(has)
         self.luma.append(mean)
         self.scores.append(score)
@@ -383,18 +300,6 @@ class _Scan:
                 self.pool.cut(cut)
             self.pool.offer(index, frame, Quality(has, sharp))  # quality.rate, content known
         self.last = index
-        return True
-
-    def _fill(self, count):
-        """Frames skipped since the last decoded one look like it, to the filters."""
-        while len(self.content) < count:
-            self.content.append(self.content[-1])
-            self.luma.append(self.luma[-1])
-            self.scores.append(0.0)
-            self.sharpness.append(self.sharpness[-1])
-            self.thumbs += self.thumbs[-THUMB_SIDE * THUMB_SIDE:]
 
     def finish(self, count):
         self.cuts += [tc.frame_num for tc in self.detector.post_process(FrameTimecode(count, self.rate))]
-        if self.content:
-            self._fill(count)

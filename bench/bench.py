@@ -11,15 +11,15 @@ machine load hits all alike; the median of the rounds is reported. Whole process
                                                                      denominator of every ratio)
   psd     scenedetect -i V -o TMP detect-content save-images -n 1   (PySceneDetect doing the job)
   bound   python3 bench/bound.py V                                  (the least ours can cost on this
-                                                                     stack: app.py's start-up and the
-                                                                     reference frames' decode alone)
+                                                                     stack: app.py's start-up and a
+                                                                     full decode with our threads)
 In-process, in a process that has done one video already (a 3 s 640x360 warm-up clip) and
 created the S3 and Supabase clients, timed inside it (bench/warm.py, bench/bound.py --warm):
   warm    app.extract_frames(V, frames_dir)                         (the handler's extraction stage:
                                                                      config.py's settings, the deadline
                                                                      check, manifest and JPEGs)
-  inbound the reference frames' decode alone (skip_frame NONREF,  (the in-process bound: no pipeline
-          the service's decoder threads), nothing else               that decodes them can be faster)
+  inbound every frame's decode alone (the service's decoder      (the in-process bound: no exact
+          threads), nothing else                                     pipeline can be faster)
 
 Columns. Table 1 (whole process): ours, ffmpeg decode, PySceneDetect seconds; ours/ffmpeg;
 PySceneDetect/ours (the speed-up); peak RSS of ours and of PySceneDetect (MiB, the largest of

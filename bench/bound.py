@@ -6,16 +6,12 @@ Usage: bound.py VIDEO                                   whole process: app.py's 
        bound.py --warm [--runs N] [--warmup CLIP] VIDEO  in-process: the decode alone, timed N times in a
                                                         process that has decoded CLIP first; prints JSON
 
-Cuts that equal PySceneDetect's within one frame need a picture at least every other
-frame, and every picture the detector looks at needs the frames it is predicted from:
-so the reference frames (I, P and reference B) must all be decoded. This does only
-that, with the service's decoder settings (`decode.open_video`: frame threads) and
-`skip_frame = NONREF` (as `decode.decode_references`), no shrink, no scoring, no
-JPEGs. Non-reference frames are the only ones an exact pipeline may skip; skipping
-reference B frames too (`BIDIR`) corrupts the P frames predicted from them in streams
-that do so (x264 with several reference frames, the default), so it is no floor. In a
-stream without B-frames every frame is a reference: the bound is a full decode with the
-service's threads.
+Cuts that equal PySceneDetect's frame for frame need every frame: a skipped non-reference
+frame can hold a cut (or a flash whose min_scene_len merge moves a later cut) that no
+decoded frame around it shows (tests/test_exact.py). So the bound of an exact pipeline is
+a full decode with the service's decoder settings (`decode.open_video`: frame threads,
+`decode.decode_every`), no conversion, no shrink, no scoring, no JPEGs. (Before exactness
+it was the reference frames alone, `skip_frame = NONREF`: 0.6-0.8x of this on x264 files.)
 
 `make bench` times both beside ours: where the whole-process bound is below PySceneDetect's
 speed-up target, or the in-process bound over a warm target's ratio to ffmpeg, the target
@@ -43,23 +39,22 @@ def open_like_the_service(path):
     return decode.open_video(path)
 
 
-def decode_references(path):
-    """Decode every reference frame of `path`'s video stream; (decoded, declared frames)."""
+def decode_all(path):
+    """Decode every frame of `path`'s video stream; (decoded, declared frames)."""
     container, stream = open_like_the_service(path)
     decoded = 0
     with container:
-        stream.codec_context.skip_frame = "NONREF"
-        for _ in container.decode(stream):
+        for _ in decode.decode_every(container, stream):
             decoded += 1
     return decoded, stream.frames
 
 
 def warm(path, runs, warmup):
-    decode_references(warmup or path)
+    decode_all(warmup or path)
     seconds = []
     for _ in range(runs):
         started = time.perf_counter()
-        decoded, frames = decode_references(path)
+        decoded, frames = decode_all(path)
         seconds.append(time.perf_counter() - started)
     return {"video": os.path.basename(path), "seconds": seconds, "decoded": decoded, "frames": frames}
 
@@ -74,8 +69,8 @@ def main(argv=None):
     if args.warm:
         print(json.dumps(warm(args.video, args.runs, args.warmup)), flush=True)
         return
-    decoded, frames = decode_references(args.video)
-    print(f"{os.path.basename(args.video)}: {decoded} of {frames or '?'} frames are reference frames")
+    decoded, frames = decode_all(args.video)
+    print(f"{os.path.basename(args.video)}: decoded {decoded} of {frames or '?'} frames")
 
 
 if __name__ == "__main__":

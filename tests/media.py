@@ -114,3 +114,59 @@ def make_video(path, scene_lengths, width=320, height=240, fps=25, rotation=0, p
         cuts.append(start)
     assert number == total
     return cuts
+
+
+# --- Generated videos for the differential tests (tests/test_exact.py) ----------------------
+
+
+def encode(path, images, *, fps=25, codec="libx264", options=None, pts_ms=None):
+    """Encode BGR `images` as they are; `options` are the encoder's (PyAV `stream.options`,
+    e.g. {"x264-params": "bframes=3:b-adapt=0"}); `pts_ms` gives each frame its own
+    timestamp in milliseconds (variable frame rate)."""
+    with av.open(str(path), "w") as out:
+        stream = out.add_stream(codec, rate=fps)
+        first = None
+        for number, image in enumerate(images):
+            if first is None:
+                first = image.shape
+                stream.height, stream.width = first[:2]
+                stream.pix_fmt = "yuv420p"
+                stream.options = dict(options or {})
+                if pts_ms is not None:
+                    stream.codec_context.time_base = Fraction(1, 1000)
+                    stream.time_base = Fraction(1, 1000)
+            frame = av.VideoFrame.from_ndarray(image, format="bgr24")
+            if pts_ms is not None:
+                frame.pts = pts_ms[number]
+                frame.time_base = Fraction(1, 1000)
+            for packet in stream.encode(frame):
+                out.mux(packet)
+        for packet in stream.encode():
+            out.mux(packet)
+
+
+def block_noise(rng, width, height, block):
+    """Random colour blocks of `block` pixels: any two such pictures differ by a
+    ContentDetector score far above the default threshold."""
+    rows, columns = -(-height // block), -(-width // block)
+    small = rng.integers(0, 256, (rows, columns, 3), dtype=np.uint8)
+    return np.repeat(np.repeat(small, block, axis=0), block, axis=1)[:height, :width]
+
+
+WHITE = 255
+
+
+def scene_frames(width, height, scenes, flashes=(), seed=0):
+    """The frames of a generated video: each scene `(length, speed)` a picture of random
+    blocks of its own, still (speed 0) or sliding left by `speed` pixels a frame (wrapping
+    round); each flash `(first, length)` turns those frames white."""
+    rng = np.random.default_rng(seed)
+    block = max(2, min(width, height) // 8)
+    white = {first + i for first, length in flashes for i in range(length)}
+    number = 0
+    for length, speed in scenes:
+        picture = block_noise(rng, width, height, block)
+        for i in range(length):
+            image = np.roll(picture, -i * speed, axis=1) if speed else picture
+            yield np.full_like(picture, WHITE) if number in white else np.ascontiguousarray(image)
+            number += 1

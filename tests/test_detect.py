@@ -5,9 +5,9 @@ from fractions import Fraction
 
 import scenedetect
 from media import draw_frame, make_video
+from scenedetect import ContentDetector
 
 import detect
-from detect import ScoringDetector
 
 RATE = Fraction(25)  # as a stream gives it (FrameTimecode refuses an int rate)
 
@@ -20,63 +20,54 @@ def frames(count, colour=0, start=0):
 
 
 def run(detector, images, first=0):
-    """Feed `images` as frames first, first+1, ...: (cut frame numbers, frame scores)."""
-    cuts, scores = [], []
+    """Feed `images` as frames first, first+1, ...: the cut frame numbers reported."""
+    cuts = []
     for number, image in enumerate(images, first):
         cuts += [tc.frame_num for tc in detector.process_frame(scenedetect.FrameTimecode(number, RATE), image)]
-        scores.append(detector.frame_score)
-    return cuts, scores
+    return cuts
 
 
 def test_the_pinned_version():
     """Re-read scenedetect/detectors/content_detector.py and detector.py (FlashFilter)
-    before changing this: ScoringDetector reads `_frame_score` and `_threshold` and copies
-    `_flash_filter`, as AdaptiveDetector does."""
+    before changing this: detect.py feeds ContentDetector through process_frame and
+    post_process, as SceneManager does, and relies on what the tests below pin."""
     assert scenedetect.__version__ == "0.7.2"
-    assert issubclass(ScoringDetector, scenedetect.ContentDetector)
-    detector = ScoringDetector(threshold=31.5, min_scene_len=15)
-    assert {"_frame_score", "_threshold", "_last_frame", "_flash_filter"} <= set(vars(detector))
-    assert detector.threshold == 31.5
-    assert detector.frame_score == 0.0  # nothing seen yet
+    assert detect.ContentDetector is scenedetect.ContentDetector
+    assert detect.ScoringDetector.__mro__[1] is scenedetect.ContentDetector
 
 
-def test_frame_score_is_what_the_threshold_is_compared_against():
-    """With min_scene_len 0 the flash filter is off: a cut is reported exactly where the
-    score reaches the threshold, so `frame_score` is the detector's own score."""
+def test_scoring_detector_tells_the_score_content_detector_gives_a_stats_manager():
+    """ScoringDetector.frame_score reads ContentDetector's private `_frame_score`: the
+    value it also hands a StatsManager (public) as `content_val`, frame by frame, and
+    its cuts are ContentDetector's."""
+    from scenedetect import StatsManager
+
+    images = frames(10, 0) + frames(10, 1, 10) + frames(10, 2, 20)
+    stats, plain = StatsManager(), ContentDetector(threshold=27.0, min_scene_len=5)
+    plain.stats_manager = stats
+    scoring, scores, cuts = detect.ScoringDetector(threshold=27.0, min_scene_len=5), [], []
+    for number, image in enumerate(images):
+        cuts += [tc.frame_num for tc in scoring.process_frame(scenedetect.FrameTimecode(number, RATE), image)]
+        scores.append(scoring.frame_score)
+    assert run(plain, images) == cuts == [10, 20]
+    public = [stats.get_metrics(scenedetect.FrameTimecode(n, RATE), [ContentDetector.FRAME_SCORE_KEY])[0] or 0.0
+              for n in range(len(images))]
+    assert scores == public and max(scores) >= 27.0
+
+
+def test_a_cut_is_reported_on_each_frame_that_crosses_the_threshold():
+    """With min_scene_len 0 the flash filter is off: a cut on each frame whose score
+    reaches the threshold, the first frame none, motion within a scene none."""
     images = frames(10, 0) + frames(10, 1, 10) + frames(10, 2, 20)
     images[25] = images[25] * 0  # one black frame: into it and out of it
-    cuts, scores = run(ScoringDetector(threshold=27.0, min_scene_len=0), images)
-    assert cuts == [n for n, score in enumerate(scores) if score >= 27.0]
-    assert cuts == [10, 20, 25, 26]
-    assert scores[0] == 0.0 and max(scores[1:10]) < 27.0  # the first frame; motion within a scene
-
-
-def test_snapshot_and_restore_undo_the_frames_in_between():
-    """Restored, the detector goes on as if it had never seen the frames since the
-    snapshot: the same scores and cuts (the flash filter's state included) as one that
-    did not."""
-    before, between, after = frames(20, 0), frames(12, 3, 20), frames(20, 1, 20) + frames(30, 2, 40)
-    plain = ScoringDetector(threshold=27.0, min_scene_len=15)
-    run(plain, before)
-    expected = run(plain, after, first=20)
-    expected_end = [tc.frame_num for tc in plain.post_process(scenedetect.FrameTimecode(70, RATE))]
-
-    undone = ScoringDetector(threshold=27.0, min_scene_len=15)
-    run(undone, before)
-    state = undone.snapshot()
-    seen = run(undone, between, first=20)
-    assert max(seen[1]) >= 27.0  # the frames in between did cross the threshold
-    undone.restore(state)
-    assert run(undone, after, first=20) == expected
-    assert [tc.frame_num for tc in undone.post_process(scenedetect.FrameTimecode(70, RATE))] == expected_end
-    assert expected[0] == [20, 40]
+    assert run(ContentDetector(threshold=27.0, min_scene_len=0), images) == [10, 20, 25, 26]
 
 
 def test_the_flash_filter_reports_a_cut_late_and_post_process_reports_the_last(tmp_path):
     """MERGE mode (the default): cuts come as FrameTimecodes, a cut closer than
     min_scene_len to the one before is merged, and post_process flushes what is pending."""
-    detector = ScoringDetector(threshold=27.0, min_scene_len=15)
-    cuts, _ = run(detector, frames(20, 0) + frames(5, 1, 20) + frames(30, 2, 25))
+    detector = ContentDetector(threshold=27.0, min_scene_len=15)
+    cuts = run(detector, frames(20, 0) + frames(5, 1, 20) + frames(30, 2, 25))
     end = detector.post_process(scenedetect.FrameTimecode(55, RATE))
     assert all(isinstance(tc, scenedetect.FrameTimecode) for tc in end)
     assert cuts + [tc.frame_num for tc in end] == [20]
@@ -89,7 +80,7 @@ def test_detect_finds_pyscenedetect_s_own_cuts(tmp_path):
     cuts = make_video(path, [40, 30, 50, 25])
     scenes = scenedetect.detect(str(path), scenedetect.ContentDetector())
     theirs = [start.frame_num for start, _ in scenes[1:]]
-    assert theirs == cuts == detect.detect(path).cuts == detect.detect(path, skip_nonref=True).cuts
+    assert theirs == cuts == detect.detect(path).cuts
 
 
 def test_importing_scenedetect_runs_ffmpeg_but_importing_detect_does_not(tmp_path):

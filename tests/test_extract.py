@@ -328,13 +328,14 @@ BROKEN = {
 }
 
 
+@pytest.mark.parametrize("frame_pick", ["best", "middle"])
 @pytest.mark.parametrize("name", sorted(BROKEN))
-def test_broken_files_give_one_clear_error(name, good_bytes, tmp_path):
+def test_broken_files_give_one_clear_error(name, good_bytes, tmp_path, frame_pick):
     make, expected = BROKEN[name]
     path = tmp_path / name
     path.write_bytes(make(*good_bytes))
     with pytest.raises(VideoError) as caught:
-        extract.extract(path, tmp_path / "out")
+        extract.extract(path, tmp_path / "out", Settings(frame_pick=frame_pick))
     message = str(caught.value)
     assert message.startswith(f"{name}: ")
     assert re.search(expected, message)

@@ -1,4 +1,7 @@
-"""lambda_handler end to end against the local stack: PostgREST behind nginx, moto S3."""
+"""lambda_handler end to end against the local stack: PostgREST behind nginx, moto S3.
+
+Every test runs on both frame picks (the `service` fixture, parametrized below): best,
+the service default, and middle."""
 
 import json
 import threading
@@ -196,7 +199,7 @@ def test_no_record_starts_too_close_to_the_deadline(service, clip):
     assert service.video_row("late1") == ["t", "f", "0", "f"] and service.frame_keys() == []
 
 
-def test_the_deadline_is_checked_inside_the_decode_loop(service, clip):
+def test_the_deadline_is_checked_inside_the_decode_loop(service, clip, monkeypatch):
     service.add_video("late2", video=clip)
     # Plenty of time at the start; each look at the clock uses up 1 s of it.
     context = FakeContext(remaining_ms=config.MIN_REMAINING_MS + 40_000, drop_per_call_ms=1000)

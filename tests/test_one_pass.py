@@ -1,5 +1,5 @@
-"""The one-pass path of FRAME_PICK=best: decoding only reference frames, checking the
-gaps a cut may hide in, and holding candidates instead of a second pass."""
+"""The one-pass path of FRAME_PICK=best: holding candidates while every frame is decoded,
+instead of a second pass. (Its cuts: tests/test_exact.py.)"""
 
 import inspect
 import json
@@ -54,9 +54,6 @@ class Decoded:
     def finish(self, count):
         pass
 
-    def clear(self):
-        self.numbers = []
-
 
 class Calls:
     """Counts the calls of a public function and records them by argument name."""
@@ -78,60 +75,36 @@ def five_scenes(tmp_path_factory):
     return path, make_video(path, [40, 30, 50, 25, 45])
 
 
-def test_skipping_non_reference_frames_finds_the_same_cuts(five_scenes, monkeypatch):
+def test_pass_one_scores_every_frame_in_order(five_scenes):
+    """No frame is left out (a skipped one could hold a cut): every frame is scored and
+    offered, in display order, and its timestamp and keyframe flag recorded."""
     path, cuts = five_scenes
-    every, some = Decoded(), Decoded()
-    full = detect.detect(path, pool=every)
-    skipping = detect.detect(path, skip_nonref=True, pool=some)
-    assert full.cuts == skipping.cuts == cuts
+    every = Decoded()
+    detection = detect.detect(path, pool=every)
+    assert detection.cuts == cuts
     assert every.numbers == list(range(190))
-    assert len(some.numbers) < len(every.numbers) * 0.6  # IBBBP: most frames were never decoded
-    # What the skipped frames were learned from the packets: the same timeline.
-    assert list(skipping.times) == list(full.times)
-    assert list(skipping.pts) == list(full.pts)
-    assert skipping.keyframes == full.keyframes
-    assert skipping.frame_count == full.frame_count == 190
+    assert detection.frame_count == len(detection.times) == len(detection.pts) == 190
+    assert detection.keyframes[0] == 0 and list(detection.pts) == sorted(detection.pts)
 
 
-def test_motion_across_skipped_frames_is_checked_frame_by_frame(tmp_path, monkeypatch):
-    """Four frames apart, the sliding texture crosses the threshold; frame to frame it
-    does not. The first such gaps are decoded after all, then, the picture moving that
-    fast, every frame is: no false cut either way."""
+def test_best_offers_every_frame_to_its_candidates(five_scenes, tmp_path, monkeypatch):
+    """The service default decodes each frame as "middle" does, B frames included (the
+    fixture's IBBBP would let most be skipped)."""
+    path, cuts = five_scenes
+    offered = Calls(monkeypatch, choose.Candidates, "offer")
+    manifest = extract.extract(path, tmp_path, Settings(frame_pick="best"))
+    assert [call["number"] for call in offered.calls] == list(range(190))
+    assert [s["start_frame"] for s in manifest["scenes"]][1:] == cuts
+
+
+@pytest.mark.parametrize("frame_pick", ["best", "middle"])
+def test_a_fast_pan_makes_no_false_cut(tmp_path, frame_pick):
+    """Frame to frame the sliding texture stays below the threshold (four frames apart it
+    would not): no cut but the real one, either way of picking."""
     path = tmp_path / "pan.mp4"
     make_video(path, [60, 60], touch=pan())
-    reads = Calls(monkeypatch, decode, "read_gap")
-    assert detect.detect(path).cuts == [60]
-    assert not reads.calls  # the full decode never needs it
-    decoded = Decoded()
-    assert detect.detect(path, skip_nonref=True, pool=decoded).cuts == [60]
-    assert 1 <= len(reads.calls) <= 4
-    assert len(set(decoded.numbers)) > 100  # of 120: it went on decoding every frame
-
-
-def test_a_clear_cut_after_one_skipped_frame_is_not_decoded_again():
-    def clear(score, gap, motion=2.0):
-        return detect.is_clear_cut(score=score, gap=gap, motion=motion, threshold=27.0)
-
-    assert clear(score=90.0, gap=2)
-    assert not clear(score=90.0, gap=3)  # two frames: it could be either
-    assert not clear(score=35.0, gap=2)  # near the threshold: look frame by frame
-    assert not clear(score=60.0, gap=2, motion=30.0)  # the picture moves that much anyway
-
-
-def test_a_gap_reader_yields_exactly_the_skipped_frames(five_scenes):
-    path, _ = five_scenes
-    detection = detect.detect(path)
-    container, stream = decode.open_video(path)
-    with container:
-        timeline = decode.Timeline(stream)
-        for packet in container.demux(stream):
-            if packet.size:
-                timeline.add(packet)
-    for first, end in [(1, 4), (41, 44), (97, 100), (186, 190)]:
-        got = list(decode.read_gap(path, timeline, first, end))
-        assert [n for n, _ in got] == list(range(first, end))
-        assert [read_barcode(f.to_ndarray(format="bgr24")) for _, f in got] == list(range(first, end))
-    assert timeline.check() == detection.frame_count
+    manifest = extract.extract(path, tmp_path / "out", Settings(frame_pick=frame_pick))
+    assert [s["start_frame"] for s in manifest["scenes"]] == [0, 60]
 
 
 def test_best_needs_no_second_pass_and_its_frames_are_what_they_claim(five_scenes, tmp_path, monkeypatch):
@@ -150,7 +123,7 @@ def test_best_needs_no_second_pass_and_its_frames_are_what_they_claim(five_scene
 
 
 def test_a_stream_without_timestamps_is_decoded_whole(tmp_path):
-    """Raw H.264 has no timestamps to number skipped frames by: every frame is decoded."""
+    """Raw H.264 has no timestamps to find frames by: the right frames all the same."""
     path = tmp_path / "raw.h264"
     cuts = make_video(path, [30, 30, 30], container_format="h264")
     manifest = extract.extract(path, tmp_path / "out", Settings(frame_pick="best"))
