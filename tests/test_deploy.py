@@ -48,7 +48,7 @@ def test_event_source_reports_partial_batch_failures_and_has_a_dead_letter_queue
     assert resources["DeadLetterAlarm"]["Properties"]["MetricName"] == "ApproximateNumberOfMessagesVisible"
 
 
-GLIBC_MALLOC = {"MALLOC_ARENA_MAX": "2", "MALLOC_MMAP_THRESHOLD_": "262144", "MALLOC_TRIM_THRESHOLD_": "1048576"}
+GLIBC_MALLOC = {"MALLOC_ARENA_MAX": "2"}
 
 
 def test_the_image_and_the_function_tune_glibc_s_allocator():
