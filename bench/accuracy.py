@@ -110,7 +110,7 @@ def main():
             print(f"accuracy: {tool} is absent", file=sys.stderr)
             return 2
 
-    rows, cuts = [], {}
+    rows, cuts, at = [], {}, {}  # at: cut times (PySceneDetect numbers VFR frames by time)
     for kind in args.only or KINDS:
         video, truth = os.path.join(OUT, kind + ".mp4"), os.path.join(OUT, kind + ".json")
         if not os.path.exists(video):
@@ -119,7 +119,7 @@ def main():
         for method in METHODS:
             found, times = cuts_by(method, video)
             rows.append((kind, method, score(scorer, os.path.join(OUT, f"{kind}.{method}.detected.json"), found, times, truth)))
-            cuts[kind, method] = found
+            cuts[kind, method], at[kind, method] = found, [round(times[c], 3) for c in found]
     print("\n| video | method | precision | recall | F1 | false cuts on flashes |")
     print("|---|---|---:|---:|---:|---:|")
     for kind, method, result in rows:
@@ -140,7 +140,7 @@ def main():
                 json.dump({"cuts": golden or []}, fh)
             for method in METHODS:
                 found, times = cuts_by(method, video)
-                cuts[name, method] = found
+                cuts[name, method], at[name, method] = found, [round(times[c], 3) for c in found]
                 f1 = "—"
                 if golden:
                     f1 = f"{score(scorer, os.path.join(OUT, f'{name}.{method}.detected.json'), found, None, truth)['f1']:.2f}"
@@ -155,10 +155,10 @@ def main():
 
     checked = [key[0] for key in cuts if key[1] == "ContentDetector"]
     # The reference is PySceneDetect's default (OpenCV) backend, as tests/test_exact.py's.
-    differ = [name for name in checked if cuts[name, "PySceneDetect-exact"] != cuts[name, "ContentDetector"]]
-    print(f"\nPySceneDetect-exact equals PySceneDetect's ContentDetector (its default OpenCV backend): "
+    differ = [name for name in checked if at[name, "PySceneDetect-exact"] != at[name, "ContentDetector"]]
+    print(f"\nPySceneDetect-exact equals PySceneDetect's ContentDetector (its default OpenCV backend), cut times: "
           f"{'no, on ' + ', '.join(differ) if differ else 'yes'}")
-    backends = [name for name in checked if cuts[name, "ContentDetector"] != cuts[name, "ContentDetector (PyAV)"]]
+    backends = [name for name in checked if at[name, "ContentDetector"] != at[name, "ContentDetector (PyAV)"]]
     print(f"PySceneDetect's backends (OpenCV, PyAV) differ on: {', '.join(backends) or 'none'}")
     return 1 if differ else 0
 
