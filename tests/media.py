@@ -99,12 +99,7 @@ def make_video(path, scene_lengths, width=320, height=240, fps=25, rotation=0, p
                     image = touch(number, image)
                 # np.rot90 with k=-r/90 turns clockwise: a player turns it back counter-clockwise.
                 stored = np.ascontiguousarray(np.rot90(image, k=-(rotation // 90))) if rotation else image
-                frame = av.VideoFrame.from_ndarray(stored, format="bgr24")
-                if pts_ms is not None:
-                    frame.pts = pts_ms[number]
-                    frame.time_base = Fraction(1, 1000)
-                for packet in stream.encode(frame):
-                    out.mux(packet)
+                _mux(out, stream, stored, pts_ms, number)
                 number += 1
         for packet in stream.encode():
             out.mux(packet)
@@ -114,6 +109,16 @@ def make_video(path, scene_lengths, width=320, height=240, fps=25, rotation=0, p
         cuts.append(start)
     assert number == total
     return cuts
+
+
+def _mux(out, stream, image, pts_ms, number):
+    """Encode BGR `image` as frame `number` (at `pts_ms[number]` ms when given) into `out`."""
+    frame = av.VideoFrame.from_ndarray(image, format="bgr24")
+    if pts_ms is not None:
+        frame.pts = pts_ms[number]
+        frame.time_base = Fraction(1, 1000)
+    for packet in stream.encode(frame):
+        out.mux(packet)
 
 
 # --- Generated videos for the differential tests (tests/test_exact.py) ----------------------
@@ -135,12 +140,7 @@ def encode(path, images, *, fps=25, codec="libx264", options=None, pts_ms=None):
                 if pts_ms is not None:
                     stream.codec_context.time_base = Fraction(1, 1000)
                     stream.time_base = Fraction(1, 1000)
-            frame = av.VideoFrame.from_ndarray(image, format="bgr24")
-            if pts_ms is not None:
-                frame.pts = pts_ms[number]
-                frame.time_base = Fraction(1, 1000)
-            for packet in stream.encode(frame):
-                out.mux(packet)
+            _mux(out, stream, image, pts_ms, number)
         for packet in stream.encode():
             out.mux(packet)
 

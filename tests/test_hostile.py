@@ -161,7 +161,7 @@ with open("/proc/self/status") as status:
 
 def test_a_16000x16000_header_is_refused_before_a_frame_is_allocated(tmp_path):
     """The probe inside av.open used to decode a first frame at the claimed size (570 MiB
-    for this file); the limit now reaches the probe's decoder (see extract._open)."""
+    for this file); the limit now reaches the probe's decoder (see decode.open_video)."""
     import subprocess
     import sys
 
