@@ -99,8 +99,8 @@ def _extract(path, out_dir, settings, check, progress, contact_sheet):
         return encode(number, decode.upright_image(frame), quality, decode.upright_rotation(frame))
 
     def grab_even(number, frame, quality):
-        """An even fallback frame, encoded at once: pass 1 runs on with its image on disk,
-        not in memory (6 MiB at 1080p, held for most of the video)."""
+        """An even fallback frame, encoded as soon as its window is over: pass 1 runs on
+        with its image on disk, not in memory (6 MiB at 1080p, held for most of the video)."""
         # kind: apart from a chosen frame
         return encode(number, decode.upright_image(frame), quality, decode.upright_rotation(frame), kind="even-")
 

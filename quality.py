@@ -96,18 +96,18 @@ def hamming(a: int, b: int) -> int:
 
 class FrameJudge:
     """Rates a decoded frame (`judge(frame)`) or an image (`rate_image`) as a Quality, on
-    its planes about DETECT_WIDTH wide (Performance: scaled by one reused swscale
-    context). One judge per thread."""
+    the small picture pass 1 rates (decode.shrinker: about DETECT_WIDTH on the long side).
+    One judge per thread (it reuses a swscale context)."""
 
     def __init__(self):
-        self.shrink = decode.planes_shrinker()
+        self.shrink = decode.shrinker()
 
     def __call__(self, frame) -> Quality:
         small = self.shrink(frame)
-        return rate(small.luma, small.chroma, full_range=small.full_range)
+        return rate(small.luma, small.chroma)
 
     def rate_image(self, bgr: np.ndarray) -> Quality:
-        width, height = (decode.even(side) for side in decode.small_size(bgr.shape[1], bgr.shape[0]))
-        planes = cv2.cvtColor(cv2.resize(bgr, (width, height), interpolation=cv2.INTER_AREA), cv2.COLOR_BGR2YUV_I420)
-        small = decode.Small(planes, None)  # OpenCV's BGR -> I420 is limited range
+        size = decode.small_size(bgr.shape[1], bgr.shape[0])
+        small = cv2.resize(bgr, size, interpolation=cv2.INTER_LINEAR)  # as decode.shrinker shrinks
+        small = decode.Small(decode.small_planes(small), small)
         return rate(small.luma, small.chroma)

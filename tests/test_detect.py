@@ -3,6 +3,8 @@ it, these fail before a cut moves unnoticed."""
 
 from fractions import Fraction
 
+import numpy as np
+import pytest
 import scenedetect
 from media import draw_frame, make_video
 from scenedetect import ContentDetector
@@ -36,20 +38,28 @@ def test_the_pinned_version():
     assert detect.ScoringDetector.__mro__[1] is scenedetect.ContentDetector
 
 
-def test_scoring_detector_tells_the_score_content_detector_gives_a_stats_manager():
-    """ScoringDetector.frame_score reads ContentDetector's private `_frame_score`: the
-    value it also hands a StatsManager (public) as `content_val`, frame by frame, and
-    its cuts are ContentDetector's."""
+@pytest.mark.parametrize("odd", [False, True])
+def test_scoring_detector_tells_the_score_content_detector_gives_a_stats_manager(odd):
+    """ScoringDetector.frame_score reads ContentDetector's private `_frame_score`, which
+    its own `_calculate_frame_score` (OpenCV's sums instead of numpy's) computes: the
+    value ContentDetector itself (a StatsManager attached: its own computation) hands
+    the StatsManager (public) as `content_val`, to the bit, frame by frame, and its cuts
+    are ContentDetector's. Noise frames (every hue, saturation and value difference)
+    and an odd frame size too."""
     from scenedetect import StatsManager
 
+    noise = np.random.default_rng(7)
     images = frames(10, 0) + frames(10, 1, 10) + frames(10, 2, 20)
+    images += [noise.integers(0, 256, (64, 96, 3), dtype=np.uint8) for _ in range(8)] + frames(4, 3, 38)
+    if odd:
+        images = [np.ascontiguousarray(image[:63, :95]) for image in images]
     stats, plain = StatsManager(), ContentDetector(threshold=27.0, min_scene_len=5)
     plain.stats_manager = stats
     scoring, scores, cuts = detect.ScoringDetector(threshold=27.0, min_scene_len=5), [], []
     for number, image in enumerate(images):
         cuts += [tc.frame_num for tc in scoring.process_frame(scenedetect.FrameTimecode(number, RATE), image)]
         scores.append(scoring.frame_score)
-    assert run(plain, images) == cuts == [10, 20]
+    assert run(plain, images) == cuts and cuts[:2] == [10, 20]
     public = [stats.get_metrics(scenedetect.FrameTimecode(n, RATE), [ContentDetector.FRAME_SCORE_KEY])[0] or 0.0
               for n in range(len(images))]
     assert scores == public and max(scores) >= 27.0

@@ -517,7 +517,7 @@ def test_content_is_judged_in_the_stream_s_range(tmp_path):
     make_video(full, lengths, pix_fmt="yuvj420p", draw=scenes_of([None, textured(30), textured(0), None]))
     with av.open(str(full)) as container:
         frame = next(container.decode(video=0))
-        assert decode.is_full_range(frame) and frame.to_ndarray()[:240].min() < 16  # really full range
+        assert frame.format.name == "yuvj420p" and frame.to_ndarray()[:240].min() < 16  # really full range
     found = detect.detect(full)
     assert content_by_scene(found, lengths) == [{1}, {1}, {0}, {1}]
     # Pass 2's judge (the frame) and the held frames' (an image) agree with pass 1.
