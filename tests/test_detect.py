@@ -3,6 +3,7 @@ it, these fail before a cut moves unnoticed."""
 
 from fractions import Fraction
 
+import cv2
 import numpy as np
 import pytest
 import scenedetect
@@ -117,3 +118,54 @@ def test_importing_scenedetect_runs_ffmpeg_but_importing_detect_does_not(tmp_pat
                            check=True, capture_output=True, text=True)
     assert not marker.exists()
     assert after.stdout.strip() == str(fake.parent)
+
+
+@pytest.mark.parametrize("shape", [(720, 1280), (2160, 3840), (432, 768), (144, 1280), (720, 256), (360, 640),
+                                   (1920, 1080), (1080, 1920), (241, 333), (7, 5)])
+def test_the_shrink_is_scene_manager_s_resize_to_the_bit(shape):
+    """decode.scene_manager_resize is cv2.resize with INTER_LINEAR at decode.small_size
+    (what SceneManager scores), including where it slices (odd whole factors)."""
+    import decode
+
+    image = np.random.default_rng(shape[0] * shape[1]).integers(0, 256, (*shape, 3), dtype=np.uint8)
+    size = decode.small_size(shape[1], shape[0])
+    expected = image if size == (shape[1], shape[0]) else cv2.resize(image, size, interpolation=cv2.INTER_LINEAR)
+    got = decode.scene_manager_resize(image, size)
+    assert got.shape == expected.shape and np.array_equal(got, expected)
+
+
+@pytest.mark.parametrize("height", [2160, 1008, 1080, 720])
+def test_the_rows_the_shrink_reads_are_all_it_reads(height):
+    """decode.resized_rows names every source row SceneManager's resize gives a weight:
+    whatever the other rows hold, the small image is the same."""
+    import decode
+
+    width = height * 16 // 9
+    size = decode.small_size(width, height)
+    rng = np.random.default_rng(height)
+    image = rng.integers(0, 256, (height, width, 3), dtype=np.uint8)
+    others = rng.integers(0, 256, image.shape, dtype=np.uint8)
+    rows = decode.resized_rows(height, size[1])
+    others[rows] = image[rows]
+    assert np.array_equal(decode.scene_manager_resize(others, size), cv2.resize(image, size, interpolation=cv2.INTER_LINEAR))
+
+
+@pytest.mark.parametrize(("width", "height", "rows_only"), [(3840, 2160, True), (1792, 1008, True), (1280, 720, False)])
+def test_the_shrink_converts_only_the_rows_it_needs_to_the_same_bits(tmp_path, width, height, rows_only):
+    """Where few rows are read (4K: every 15th), decode.shrinker converts only those; the
+    image it scores is still the full-size conversion resized (as SceneManager makes it),
+    frame by frame, colourful moving pictures and cuts included."""
+    import av
+
+    import decode
+
+    path = tmp_path / "big.mp4"
+    make_video(path, [3, 3], width=width, height=height, bframes=0)
+    shrink, whole, converter = decode.shrinker(), av.video.reformatter.VideoReformatter(), decode._RowConverter()
+    size = decode.small_size(width, height)
+    with av.open(str(path)) as container:
+        for frame in container.decode(video=0):
+            expected = cv2.resize(whole.reformat(frame, format="bgr24").to_ndarray(), size,
+                                  interpolation=cv2.INTER_LINEAR)
+            assert np.array_equal(shrink(frame).bgr, expected)
+            assert (converter.convert(frame, size) is not None) == rows_only
