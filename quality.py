@@ -63,8 +63,11 @@ def has_content(luma: np.ndarray, chroma: np.ndarray | None = None, *, full_rang
 
 def sharpness(luma: np.ndarray) -> float:
     """Variance of the Laplacian: high for crisp edges, low for blur, fades and flat frames."""
-    deviation = cv2.meanStdDev(cv2.Laplacian(luma, cv2.CV_16S))[1][0][0]  # Performance: 1.5x numpy's var
-    return float(deviation * deviation)
+    # Performance: the variance from OpenCV's sum and sum of squares (exact integers in
+    # float64), 40 us a 256x144 frame; meanStdDev on 16-bit values took 100 us, numpy 150.
+    laplacian = cv2.Laplacian(luma, cv2.CV_16S)
+    mean = cv2.sumElems(laplacian)[0] / laplacian.size
+    return float(max(0.0, cv2.norm(laplacian, cv2.NORM_L2SQR) / laplacian.size - mean * mean))
 
 
 def rate(luma: np.ndarray, chroma: np.ndarray | None = None, *, full_range: bool = False) -> Quality:

@@ -134,38 +134,25 @@ def test_the_shrink_is_scene_manager_s_resize_to_the_bit(shape):
     assert got.shape == expected.shape and np.array_equal(got, expected)
 
 
-@pytest.mark.parametrize("height", [2160, 1008, 1080, 720])
-def test_the_rows_the_shrink_reads_are_all_it_reads(height):
-    """decode.resized_rows names every source row SceneManager's resize gives a weight:
-    whatever the other rows hold, the small image is the same."""
-    import decode
-
-    width = height * 16 // 9
-    size = decode.small_size(width, height)
-    rng = np.random.default_rng(height)
-    image = rng.integers(0, 256, (height, width, 3), dtype=np.uint8)
-    others = rng.integers(0, 256, image.shape, dtype=np.uint8)
-    rows = decode.resized_rows(height, size[1])
-    others[rows] = image[rows]
-    assert np.array_equal(decode.scene_manager_resize(others, size), cv2.resize(image, size, interpolation=cv2.INTER_LINEAR))
-
-
-@pytest.mark.parametrize(("width", "height", "rows_only"), [(3840, 2160, True), (1792, 1008, True), (1280, 720, False)])
-def test_the_shrink_converts_only_the_rows_it_needs_to_the_same_bits(tmp_path, width, height, rows_only):
-    """Where few rows are read (4K: every 15th), decode.shrinker converts only those; the
-    image it scores is still the full-size conversion resized (as SceneManager makes it),
-    frame by frame, colourful moving pictures and cuts included."""
+@pytest.mark.parametrize(("width", "height", "pix_fmt", "sampled"), [
+    (3840, 2160, "yuv420p", True), (1280, 720, "yuv420p", True), (1792, 1008, "yuv420p", True),
+    (1280, 720, "yuvj420p", False), (1920, 1080, "yuv420p", False), (640, 360, "yuv420p", False)])
+def test_the_shrink_converts_only_the_pixels_it_samples_to_the_same_bits(tmp_path, width, height, pix_fmt, sampled):
+    """Where SceneManager's resize samples every k-th pixel (odd whole factors), decode.shrinker
+    converts only those; the image it scores is still the full-size conversion resized with
+    INTER_LINEAR (as SceneManager makes it), frame by frame, moving colour pictures and a
+    cut included. Elsewhere (another factor, full-range YUV) the whole frame is converted."""
     import av
 
     import decode
 
     path = tmp_path / "big.mp4"
-    make_video(path, [3, 3], width=width, height=height, bframes=0)
-    shrink, whole, converter = decode.shrinker(), av.video.reformatter.VideoReformatter(), decode._RowConverter()
+    make_video(path, [3, 3], width=width, height=height, bframes=0, pix_fmt=pix_fmt)
+    shrink, whole, sampler = decode.shrinker(), av.video.reformatter.VideoReformatter(), decode._Sampler()
     size = decode.small_size(width, height)
     with av.open(str(path)) as container:
         for frame in container.decode(video=0):
             expected = cv2.resize(whole.reformat(frame, format="bgr24").to_ndarray(), size,
                                   interpolation=cv2.INTER_LINEAR)
             assert np.array_equal(shrink(frame).bgr, expected)
-            assert (converter.convert(frame, size) is not None) == rows_only
+            assert (sampler.small(frame, size) is not None) == sampled
