@@ -335,8 +335,8 @@ class _Sampler:
         i420 = np.empty((3 * small_h, 2 * small_w), np.uint8)  # yuv420p, 2*small_w x 2*small_h
         cv2.resize(luma, (2 * small_w, 2 * small_h), dst=i420[:2 * small_h], interpolation=cv2.INTER_NEAREST)
         for plane, part in zip((1, 2), np.split(i420[2 * small_h:].reshape(-1), 2), strict=True):
-            rows = _plane(frame, plane, width // 2, height // 2)[self.chroma_rows]
-            np.take(rows, self.chroma_cols, axis=1, out=part.reshape(small_h, small_w))
+            rows = np.take(_plane(frame, plane, width // 2, height // 2), self.chroma_rows, axis=0)  # Performance:
+            np.take(rows, self.chroma_cols, axis=1, out=part.reshape(small_h, small_w))  # row copies, not [] indexing
         picked = av.VideoFrame.from_numpy_buffer(i420, format="yuv420p")
         picked.colorspace, picked.color_range = frame.colorspace, frame.color_range
         bgr = self.reformatter.reformat(picked, format="bgr24", threads=1).to_ndarray()

@@ -94,6 +94,28 @@ def test_detect_finds_pyscenedetect_s_own_cuts(tmp_path):
     assert theirs == cuts == detect.detect(path).cuts
 
 
+@pytest.mark.parametrize(("width", "height"), [(1280, 720), (1920, 1080)])
+def test_every_frame_s_score_is_pyscenedetect_s(tmp_path, width, height):
+    """Pass 1's score of every frame equals what PySceneDetect's SceneManager (OpenCV
+    backend, its downscale) records as `content_val`, as float32: at 720p, where the
+    shrink converts only the pixels it samples, and at 1080p, where it converts the whole
+    frame and resizes it."""
+    from scenedetect import SceneManager, StatsManager
+
+    path = tmp_path / "scores.mp4"
+    make_video(path, [12, 10, 14], width=width, height=height)
+    video = scenedetect.open_video(str(path))
+    manager = SceneManager(stats_manager=StatsManager())
+    manager.add_detector(ContentDetector())
+    manager.detect_scenes(video)
+    found = detect.detect(path, gradual=False, flash_filter=False)
+    theirs = [manager.stats_manager.get_metrics(scenedetect.FrameTimecode(n, video.frame_rate),
+                                                [ContentDetector.FRAME_SCORE_KEY])[0] or 0.0
+              for n in range(found.frame_count)]
+    assert found.frame_count == 36 and max(theirs) >= 27.0
+    assert list(found.scores) == [float(np.float32(score)) for score in theirs]
+
+
 def test_importing_scenedetect_runs_ffmpeg_but_importing_detect_does_not(tmp_path):
     """PySceneDetect 0.7.2 runs `ffmpeg -v quiet` at import (to learn whether it could
     split videos); detect.py hides PATH from that probe only, and puts PATH back. Should
