@@ -11,6 +11,7 @@ No other module of the service imports PyAV.
 
 import bisect
 import contextlib
+import errno
 import os
 import queue
 import threading
@@ -21,7 +22,7 @@ from typing import NamedTuple
 import av
 import cv2
 import numpy as np
-from av.video.reformatter import VideoReformatter
+from av.video.reformatter import Colorspace, VideoReformatter
 
 import cpus
 
@@ -214,6 +215,25 @@ class Ahead:
 # --- The shrink: what the detector and the filters look at -----------------------------------
 
 
+def bgr_image(frame: av.VideoFrame, reformatter: VideoReformatter | None = None) -> np.ndarray:
+    """The frame as a BGR image (swscale's bgr24, on one thread), as OpenCV's VideoCapture
+    hands it to PySceneDetect.
+
+    A frame tagged with a colour space swscale refuses to convert ("Operation not
+    supported": YCgCo, BT.2020 constant luminance, ICtCp, chroma-derived) is converted
+    as untagged video is (BT.601), which is what a player that cannot honour the tag
+    shows, and OpenCV's conversion, which reads no tag (tests/test_extract.py).
+    """
+    reformatter = reformatter or VideoReformatter()
+    try:
+        return reformatter.reformat(frame, format="bgr24", threads=1).to_ndarray()
+    except av.FFmpegError as err:
+        if getattr(err, "errno", None) != errno.EOPNOTSUPP:
+            raise
+        return reformatter.reformat(frame, format="bgr24", threads=1, src_colorspace=Colorspace.ITU601).to_ndarray()
+
+
+
 class Small(NamedTuple):
     """A decoded frame as pass 1 looks at it: the BGR image ContentDetector scores (about
     DETECT_WIDTH on the long side), and the same picture as I420 planes (luma on top,
@@ -275,7 +295,7 @@ def shrinker() -> Callable[[av.VideoFrame], Small]:
         size = small_size(frame.width, frame.height)
         bgr = sampler.small(frame, size)
         if bgr is None:
-            bgr = scene_manager_resize(to_bgr.reformat(frame, format="bgr24", threads=1).to_ndarray(), size)
+            bgr = scene_manager_resize(bgr_image(frame, to_bgr), size)
         return Small(small_planes(bgr), bgr)
 
     return shrink
@@ -320,7 +340,7 @@ class _Sampler:
                 self.steps = steps
                 self.chroma_rows = np.arange(step_y // 2, frame.height, step_y)[:small_h] // 2
                 self.chroma_cols = np.arange(step_x // 2, frame.width, step_x)[:small_w] // 2
-                whole = VideoReformatter().reformat(frame, format="bgr24", threads=1).to_ndarray()
+                whole = bgr_image(frame)
                 sampled = self._sample(frame, size)
                 if not np.array_equal(sampled, scene_manager_resize(whole, size)):
                     self.steps = None
@@ -339,7 +359,7 @@ class _Sampler:
             np.take(rows, self.chroma_cols, axis=1, out=part.reshape(small_h, small_w))  # row copies, not [] indexing
         picked = av.VideoFrame.from_numpy_buffer(i420, format="yuv420p")
         picked.colorspace, picked.color_range = frame.colorspace, frame.color_range
-        bgr = self.reformatter.reformat(picked, format="bgr24", threads=1).to_ndarray()
+        bgr = bgr_image(picked, self.reformatter)
         return cv2.resize(bgr, size, interpolation=cv2.INTER_NEAREST)  # one of each 2x2 block
 
 
@@ -394,7 +414,7 @@ def upright_rotation(frame: av.VideoFrame) -> int:
 
 def upright_image(frame: av.VideoFrame) -> np.ndarray:
     """The frame as an upright BGR image."""
-    return upright(frame.to_ndarray(format="bgr24"), upright_rotation(frame))
+    return upright(bgr_image(frame), upright_rotation(frame))
 
 
 def upright(image: np.ndarray, rotation: int) -> np.ndarray:
@@ -486,7 +506,7 @@ def read_frames(path, detection, windows: Iterable, *, check: Callable[[], None]
             if found is None:
                 raise VideoError(path, f"frame {first} could not be found on the second pass")
             best, quality = first, judge(found) if judge else None
-            image = found.to_ndarray(format="bgr24")
+            image = bgr_image(found)
             while judge and position < last:
                 frame = next(frames, None)
                 if frame is None:
@@ -498,7 +518,7 @@ def read_frames(path, detection, windows: Iterable, *, check: Callable[[], None]
                     break
                 rating = judge(frame)
                 if rating > quality:
-                    best, quality, image = position, rating, frame.to_ndarray(format="bgr24")
+                    best, quality, image = position, rating, bgr_image(frame)
             yield Found(best, upright(image, detection.rotation), quality)
 
 
@@ -541,7 +561,7 @@ def _read_counting(path, container, stream, detection, spans, check, judge):
                 continue
             rating = judge(frame) if judge else None
             if best is None or (judge and rating > best.quality):
-                best = Found(index, frame.to_ndarray(format="bgr24"), rating)
+                best = Found(index, bgr_image(frame), rating)
             if index >= last:
                 yield best._replace(image=upright(best.image, detection.rotation))
                 spans.pop(0)

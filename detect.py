@@ -303,6 +303,9 @@ class _Scan:
         # Performance: one rate for every frame's FrameTimecode (PySceneDetect takes a
         # FrameTimecode as fps as it is, where a Fraction is checked and converted anew).
         self.timebase, self.fps = FrameTimecode(0, rate), float(rate)
+        # A stream whose picture changes shape part way is scored at its first frame's size
+        # (ContentDetector compares images of one size).
+        self.score_size = None
 
     def shrinker(self) -> Callable[[decode.Frame], "_Look"]:
         """A function from a decoded frame to what the detector and the filters look at:
@@ -322,7 +325,12 @@ class _Scan:
 
     def take(self, index: int, frame: decode.Frame, look: "_Look") -> None:
         """Score frame `index`, the one after the last (`look`: see shrinker)."""
-        found = [tc.frame_num for tc in self.detector.process_frame(FrameTimecode(index, self.timebase), look.bgr)]
+        bgr = look.bgr
+        if self.score_size is None:
+            self.score_size = bgr.shape[1], bgr.shape[0]
+        elif (bgr.shape[1], bgr.shape[0]) != self.score_size:  # the picture changed shape part way
+            bgr = cv2.resize(bgr, self.score_size, interpolation=cv2.INTER_LINEAR)
+        found = [tc.frame_num for tc in self.detector.process_frame(FrameTimecode(index, self.timebase), bgr)]
         score = self.detector.frame_score
         if self.last < 0:
             self.rotation, self.time_base = decode.upright_rotation(frame), frame.time_base

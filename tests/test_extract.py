@@ -533,6 +533,41 @@ def test_content_is_judged_in_the_stream_s_range(tmp_path):
     assert default["frames"] and not [f for f in default["frames"] if 20 <= f["frame"] < 60]
 
 
+def test_a_colour_space_swscale_refuses_is_converted_as_untagged_video(tmp_path):
+    """FFmpeg's swscale refuses to convert frames tagged YCgCo (also BT.2020 constant
+    luminance, ICtCp): "Operation not supported". Such a video is valid and plays; its
+    frames are converted as untagged video is (BT.601), so it is scored and its frames
+    are written, not refused as undecodable."""
+    path = tmp_path / "ycgco.mp4"
+    cuts = make_video(path, [20, 20, 20], width=320, height=240, colour_matrix="ycgco")
+    with av.open(str(path)) as container:
+        frame = next(container.decode(video=0))
+        assert frame.colorspace == 8  # AVCOL_SPC_YCGCO
+        with pytest.raises(av.FFmpegError):
+            frame.to_ndarray(format="bgr24")  # what FFmpeg does with it, pinned
+    assert detect.detect(path).cuts == cuts
+    manifest = extract.extract(path, tmp_path / "frames", Settings(min_frames=1))
+    assert [f["scene"] for f in manifest["frames"]] == [0, 1, 2]
+    first = cv2.imread(str(tmp_path / "frames" / manifest["frames"][0]["file"]))
+    assert first is not None and first.std() > 10  # a picture, not a blank
+
+
+def test_a_stream_that_changes_size_part_way_is_scored_at_its_first_size(tmp_path):
+    """Two MPEG-TS streams of different sizes joined (as a live recording that changes
+    resolution): ContentDetector compares images of one size, so the frames after the
+    change are scored at the first frame's size. The change is a cut, the frames come
+    from both parts, no error."""
+    first, second, joined = tmp_path / "a.ts", tmp_path / "b.ts", tmp_path / "joined.ts"
+    make_video(first, [30], width=640, height=360, container_format="mpegts")
+    make_video(second, [30], width=320, height=240, container_format="mpegts",
+               draw=lambda number, scene, i, width, height: media.draw_frame(number, media.COLOURS[3], width, height, i))
+    joined.write_bytes(first.read_bytes() + second.read_bytes())
+    found = detect.detect(joined)
+    assert found.frame_count == 60 and found.cuts == [30]
+    manifest = extract.extract(joined, tmp_path / "frames", Settings(min_frames=1))
+    assert [f["scene"] for f in manifest["frames"]] == [0, 1]
+
+
 def colour_ramp(reverse=False):
     """A draw: one luma (128) throughout, the hue sweeping across the picture."""
     def draw(number, scene, i, width, height):
