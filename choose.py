@@ -181,14 +181,16 @@ class EvenPool:
     frame to what `grab` returned. Windows come one after the other, so "distinct from
     the frames already chosen" is known when a window starts.
     Only for up to MAX_KEPT_FRAMES picks. A count the container got wrong moves the
-    picks: those frames are left to the second pass.
+    picks: those frames are left to the second pass. So are those of windows that end
+    while `wanted()` says no (the video has shown enough scenes already).
 
     Performance: one decoded frame held (a window's best so far) instead of an image
     encoded whenever a better one came (a few times a window, 3-5 ms each at 720p).
     """
 
     def __init__(self, declared: int, *, min_frames: int, max_frames: int, window: float, distance: int,
-                 grab: Callable[[int, object, Quality], object]):
+                 grab: Callable[[int, object, Quality], object], wanted: Callable[[], bool] = lambda: True):
+        self.wanted = wanted
         self.picks = even_guess(declared, min_frames=min_frames, max_frames=max_frames)
         half = even_half(declared, len(self.picks), window)
         self.window_of = {n: k for k, pick in enumerate(self.picks)
@@ -223,7 +225,8 @@ class EvenPool:
         """Encode the best frame of each window before `before` (they are complete)."""
         for window in [k for k in self.pending if k < before]:
             number, frame, quality = self.pending.pop(window)
-            self._chosen[number] = self.grab(number, frame, quality)
+            if self.wanted():
+                self._chosen[number] = self.grab(number, frame, quality)
 
 
 class Held(NamedTuple):

@@ -302,7 +302,7 @@ class _Scan:
         self.rotation, self.time_base, self.duration_ticks, self.last = 0, None, 0, -1
         # Performance: one rate for every frame's FrameTimecode (PySceneDetect takes a
         # FrameTimecode as fps as it is, where a Fraction is checked and converted anew).
-        self.timebase, self.fps = FrameTimecode(0, rate), float(rate)
+        self.rate_timecode, self.fps = FrameTimecode(0, rate), float(rate)
         # A stream whose picture changes shape part way is scored at its first frame's size
         # (ContentDetector compares images of one size).
         self.score_size = None
@@ -330,7 +330,7 @@ class _Scan:
             self.score_size = bgr.shape[1], bgr.shape[0]
         elif (bgr.shape[1], bgr.shape[0]) != self.score_size:  # the picture changed shape part way
             bgr = cv2.resize(bgr, self.score_size, interpolation=cv2.INTER_LINEAR)
-        found = [tc.frame_num for tc in self.detector.process_frame(FrameTimecode(index, self.timebase), bgr)]
+        found = [tc.frame_num for tc in self.detector.process_frame(FrameTimecode(index, self.rate_timecode), bgr)]
         score = self.detector.frame_score
         if self.last < 0:
             self.rotation, self.time_base = decode.upright_rotation(frame), frame.time_base
@@ -368,4 +368,4 @@ class _Scan:
         return 1 / float(self.rate)
 
     def finish(self, count):
-        self.cuts += [tc.frame_num for tc in self.detector.post_process(FrameTimecode(count, self.timebase))]
+        self.cuts += [tc.frame_num for tc in self.detector.post_process(FrameTimecode(count, self.rate_timecode))]

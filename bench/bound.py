@@ -63,10 +63,10 @@ def score_all(path):
     """decode_all, each frame also made into SceneManager's image and scored."""
     container, stream = open_like_the_service(path)
     scorer, decoded = detect.ScoringDetector(), 0
-    timebase = detect.FrameTimecode(0, decode.frame_rate(stream))
+    rate_timecode = detect.FrameTimecode(0, decode.frame_rate(stream))
     with container, decode.Ahead(decode.shrunk(decode.decode_every(container, stream), decode.shrinker())) as frames:
         for index, _, small in frames:
-            scorer.process_frame(detect.FrameTimecode(index, timebase), small.bgr)
+            scorer.process_frame(detect.FrameTimecode(index, rate_timecode), small.bgr)
             decoded += 1
     return decoded, stream.frames
 

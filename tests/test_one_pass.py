@@ -13,6 +13,7 @@ import choose
 import decode
 import detect
 import extract
+import output
 import quality
 from extract import Settings
 
@@ -192,6 +193,25 @@ def test_a_single_shot_video_gets_its_even_frames_in_the_one_pass(tmp_path, monk
     middle = extract.extract(path, tmp_path / "middle", Settings(frame_pick="middle"))
     assert [f["frame"] for f in middle["frames"]] == [15, 45, 75]
     assert list(second.calls[1]["windows"]) == []
+
+
+def test_a_video_with_scenes_encodes_no_even_frame_for_nothing(tmp_path, monkeypatch):
+    """Once "best" has closed twice MIN_FRAMES scenes the even fallback will not be used:
+    its frames are not encoded. With fewer scenes than MIN_FRAMES they still come from
+    pass 1."""
+    path = tmp_path / "many.mp4"
+    make_video(path, [16] * 24)  # the first even window (around frame 64) ends at frame 83: 5 scenes by then
+    grabs = Calls(monkeypatch, output, "grab")
+    manifest = extract.extract(path, tmp_path / "out", Settings(min_frames=3))
+    assert manifest["method"] == "scenes" and len(manifest["frames"]) >= 20
+    evens = [call["number"] for call in grabs.calls if call.get("kind") == "even-"]
+    assert grabs.calls and evens == []  # its frame is encoded once the next window starts (173): 10 scenes
+    few = tmp_path / "few.mp4"
+    make_video(few, [40, 50])
+    second = Calls(monkeypatch, decode, "read_frames")
+    manifest = extract.extract(few, tmp_path / "few", Settings(min_frames=3))
+    assert manifest["method"] == "even" and len(manifest["frames"]) == 3
+    assert list(second.calls[0]["windows"]) == []  # all three from pass 1
 
 
 def test_decoding_ahead_hands_over_errors_and_stops_when_left():
