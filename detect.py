@@ -209,7 +209,8 @@ def _detect(path, options: _Options) -> Detection:
         expected = declared or int((stream.duration or 0) * (stream.time_base or 0) * float(rate))
         keep = set(options.keep(declared)) if options.keep and declared else set()
         scan = _Scan(path, stream, rate, options, keep)
-        frames = decode.Ahead(decode.shrunk(decode.decode_every(container, stream), scan.shrinker()))
+        depth = decode.ahead_depth(stream.codec_context.width, stream.codec_context.height)
+        frames = decode.Ahead(decode.shrunk(decode.decode_every(container, stream), scan.shrinker()), depth=depth)
         try:
             with frames:
                 for index, frame, look in frames:

@@ -64,7 +64,9 @@ def score_all(path):
     container, stream = open_like_the_service(path)
     scorer, decoded = detect.ScoringDetector(), 0
     rate_timecode = detect.FrameTimecode(0, decode.frame_rate(stream))
-    with container, decode.Ahead(decode.shrunk(decode.decode_every(container, stream), decode.shrinker())) as frames:
+    depth = decode.ahead_depth(stream.codec_context.width, stream.codec_context.height)
+    frames = decode.Ahead(decode.shrunk(decode.decode_every(container, stream), decode.shrinker()), depth=depth)
+    with container, frames:
         for index, _, small in frames:
             scorer.process_frame(detect.FrameTimecode(index, rate_timecode), small.bgr)
             decoded += 1

@@ -232,6 +232,31 @@ def test_decoding_ahead_hands_over_errors_and_stops_when_left():
     assert not ahead.thread.is_alive()  # left early: the thread stopped, nothing decodes on
 
 
+@pytest.mark.parametrize("depth", [2, 4])
+def test_decoding_ahead_runs_depth_frames_ahead_and_no_more(depth):
+    """Ahead holds at most `depth` items the consumer has not taken (decoded frames cost
+    memory), plus the one it is producing; decode.ahead_depth sizes it: 4 frames up to
+    1080p, 2 at 4K."""
+    import threading
+    import time
+
+    produced, waiting = [], threading.Event()
+
+    def numbers():
+        for n in range(50):
+            produced.append(n)
+            if len(produced) > depth:
+                waiting.set()
+            yield n
+
+    with decode.Ahead(numbers(), depth=depth) as ahead:
+        waiting.wait(5)
+        time.sleep(0.3)  # room for the thread to run on, were it allowed to
+        assert len(produced) == depth + 1
+        assert list(ahead) == list(range(50))
+    assert [decode.ahead_depth(*size) for size in [(1280, 720), (1920, 1080), (1080, 1920), (3840, 2160)]] == [4, 4, 4, 2]
+
+
 def test_an_abandoned_run_leaves_no_chosen_frames_behind(five_scenes, tmp_path, monkeypatch):
     path, _ = five_scenes
     calls, waiting = [], []
