@@ -133,10 +133,6 @@ def frame_time(frame: av.VideoFrame, index: int, fps: float) -> float:
     return float(frame.time) if frame.time is not None else index / fps
 
 
-def frame_duration(frame: av.VideoFrame) -> float | None:
-    return float(frame.duration * frame.time_base) if frame.duration and frame.time_base else None
-
-
 # --- Pass 1: every frame ---------------------------------------------------------------------
 
 
