@@ -1,5 +1,5 @@
 """How good a frame is to show: content (not black, white or blank, judged on the picture
-as shown: in the stream's range, colour included), sharpness, and a perceptual hash to
+as shown: whatever range the stream used, colour included), sharpness, and a perceptual hash to
 tell near-duplicates apart. Pure OpenCV/numpy on small images, but for `FrameJudge`,
 which shrinks a decoded frame first (through decode)."""
 
@@ -32,12 +32,13 @@ class PictureStats(NamedTuple):
     has_content: int  # 1 unless near-black, near-white or blank
 
 
-def picture_stats(luma: np.ndarray, chroma: np.ndarray | None = None, *, full_range: bool = False) -> PictureStats:
+def picture_stats(luma: np.ndarray, chroma: np.ndarray | None = None) -> PictureStats:
     """Mean brightness as shown, and whether a small picture has content.
 
     `luma` is its Y plane, `chroma` its U and V planes (one row each; None: grey), in
-    the limited range unless `full_range`. Limited-range black is 16 and white 235, so
-    the values are brought to the full range first: a black frame with a line of text
+    the limited range, as decode.small_planes makes them from the picture as shown
+    (whatever range the stream used). Limited-range black is 16 and white 235, so the
+    values are brought to the full range first: a black frame with a line of text
     is black, and near-white can be seen at all. Colour counts: a flat-luma gradient of
     hues, or a coloured card, has content; a dark or bright frame with colour in it is
     not near-black or near-white.
@@ -48,17 +49,16 @@ def picture_stats(luma: np.ndarray, chroma: np.ndarray | None = None, *, full_ra
         (u_mean, u_spread), (v_mean, v_spread) = ((m[0][0] - 128, d[0][0]) for m, d in map(cv2.meanStdDev, chroma))
         colour = (u_mean ** 2 + v_mean ** 2 + u_spread ** 2 + v_spread ** 2) ** 0.5
         chroma_spread = max(u_spread, v_spread)
-    if not full_range:
-        mean, spread = (mean - LIMITED_BLACK) * LIMITED_LUMA_SCALE, spread * LIMITED_LUMA_SCALE
-        colour, chroma_spread = colour * LIMITED_CHROMA_SCALE, chroma_spread * LIMITED_CHROMA_SCALE
+    mean, spread = (mean - LIMITED_BLACK) * LIMITED_LUMA_SCALE, spread * LIMITED_LUMA_SCALE
+    colour, chroma_spread = colour * LIMITED_CHROMA_SCALE, chroma_spread * LIMITED_CHROMA_SCALE
     grey = colour < COLOUR_LEVEL
     dark, bright = mean < BLACK_LEVEL and grey, mean > WHITE_LEVEL and grey
     blank = spread <= BLANK_SPREAD and chroma_spread <= BLANK_SPREAD
     return PictureStats(float(mean), int(not (dark or bright or blank)))
 
 
-def has_content(luma: np.ndarray, chroma: np.ndarray | None = None, *, full_range: bool = False) -> int:
-    return picture_stats(luma, chroma, full_range=full_range).has_content
+def has_content(luma: np.ndarray, chroma: np.ndarray | None = None) -> int:
+    return picture_stats(luma, chroma).has_content
 
 
 def sharpness(luma: np.ndarray) -> float:
@@ -70,9 +70,9 @@ def sharpness(luma: np.ndarray) -> float:
     return float(max(0.0, cv2.norm(laplacian, cv2.NORM_L2SQR) / laplacian.size - mean * mean))
 
 
-def rate(luma: np.ndarray, chroma: np.ndarray | None = None, *, full_range: bool = False) -> Quality:
+def rate(luma: np.ndarray, chroma: np.ndarray | None = None) -> Quality:
     """The Quality of a small picture (see picture_stats for the arguments)."""
-    return Quality(has_content(luma, chroma, full_range=full_range), sharpness(luma))
+    return Quality(has_content(luma, chroma), sharpness(luma))
 
 
 def perceptual_hash(bgr: np.ndarray) -> int:
@@ -110,7 +110,6 @@ class FrameJudge:
         return rate(small.luma, small.chroma)
 
     def rate_image(self, bgr: np.ndarray) -> Quality:
-        size = decode.small_size(bgr.shape[1], bgr.shape[0])
-        small = cv2.resize(bgr, size, interpolation=cv2.INTER_LINEAR)  # as decode.shrinker shrinks
+        small = decode.scene_manager_resize(bgr, decode.small_size(bgr.shape[1], bgr.shape[0]))  # as shrinker does
         small = decode.Small(decode.small_planes(small), small)
         return rate(small.luma, small.chroma)

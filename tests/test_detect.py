@@ -114,6 +114,7 @@ def test_every_frame_s_score_is_pyscenedetect_s(tmp_path, width, height):
               for n in range(found.frame_count)]
     assert found.frame_count == 36 and max(theirs) >= 27.0
     assert list(found.scores) == [float(np.float32(score)) for score in theirs]
+    assert list(detect.detect(path).scores) == list(found.scores)  # the defaults score the same frames
 
 
 def test_importing_scenedetect_runs_ffmpeg_but_importing_detect_does_not(tmp_path):
