@@ -34,7 +34,7 @@ container holds) and of the in-process bound's.
 Then, outside the tables:
   cold start   `python3 -c "import app"`, and the handler's: `import app; app.s3();
                app.supabase()` (bench/handler_start.py, Lambda-like dummy settings), with the
-               libraries alone (boto3 and supabase, a client each) as its bound; and whether
+               libraries alone (boto3 and supabase's postgrest-py, a client each) as its bound; and whether
                creating the clients tried the network (an audit hook; it must not). Median of 5.
   two at once  two 1080p videos (the run's first two 1080p clips, or its one twice) through
                app.extract_frames in two threads of one warm process, CONCURRENCY_LIMIT=2 as
@@ -292,7 +292,7 @@ def time_video(video, runs, warmup):
 class ColdStart(NamedTuple):
     import_app: float
     handler: float  # import app + the clients
-    libraries: float  # boto3 and supabase alone, a client each
+    libraries: float  # boto3 and supabase's postgrest-py alone, a client each
     network: list  # what creating the clients tried to reach
 
 

@@ -2,8 +2,9 @@
 """The handler's cold start: Python's start-up, `import app`, the S3 and Supabase clients.
 
 Usage: handler_start.py              import app; app.s3(); app.supabase()
-       handler_start.py --libraries  the libraries alone: import boto3 and supabase, and
-                                     create one client of each (the bound of this stack)
+       handler_start.py --libraries  the libraries alone: import boto3 and supabase's
+                                     database client (postgrest-py), and create one
+                                     client of each (the bound of this stack)
        handler_start.py --check-hook  also connect once to a closed local port: the JSON
                                      line must list it (the instrument sees a connection)
 
@@ -49,11 +50,11 @@ def handler_clients():
 
 def library_clients():
     import boto3
-
-    import supabase
+    from postgrest import SyncPostgrestClient
 
     boto3.client("s3")
-    supabase.create_client(os.environ["SUPABASE_URL"], os.environ["SUPABASE_KEY"])
+    key = os.environ["SUPABASE_KEY"]
+    SyncPostgrestClient(os.environ["SUPABASE_URL"] + "/rest/v1", headers={"apiKey": key, "Authorization": f"Bearer {key}"})
 
 
 if __name__ == "__main__":

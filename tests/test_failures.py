@@ -2,6 +2,7 @@
 Supabase itself is down, a log line): against the local stack and the fault proxy."""
 
 import json
+import threading
 import time
 
 import pytest
@@ -215,3 +216,70 @@ def test_a_batch_failing_for_different_causes_has_no_summary(service, clip, logs
     service.add_video("d2")  # missing object: permanent
     run("d1", "d2")
     assert not any(line["msg"].startswith("every record") for line in logs.records)
+
+
+def test_the_supabase_client_sends_what_supabase_py_sends(monkeypatch):
+    """app.supabase() is postgrest-py's client built as supabase-py's create_client builds
+    it: each of the service's three requests (the status read, the PATCH, the error row's
+    insert) reaches the server the same from both, headers and body."""
+    import http.server
+
+    import httpx
+
+    from supabase import ClientOptions, create_client
+
+    seen = []
+
+    class Recorder(http.server.BaseHTTPRequestHandler):
+        def answer(self):
+            length = int(self.headers.get("Content-Length") or 0)
+            seen.append((self.command, self.path, self.rfile.read(length),
+                         {k: self.headers.get(k) for k in ("apiKey", "Authorization", "Content-Type", "Prefer",
+                                                           "Accept", "Accept-Profile", "Content-Profile")}))
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.end_headers()
+            self.wfile.write(b'[{"code": "x"}]')
+
+        do_GET = do_PATCH = do_POST = answer
+
+        def log_message(self, *args):
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Recorder)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    url = f"http://127.0.0.1:{server.server_address[1]}/"
+    monkeypatch.setattr(config, "SUPABASE_URL", url)
+    monkeypatch.setattr(config, "SUPABASE_KEY", "service-role-key")
+    app.reset_clients()
+
+    def requests(client):
+        seen.clear()
+        client.table("videos").select("is_downloaded,is_extracted").eq("code", "x").eq("platform", "ig").execute()
+        client.table("videos").update({"is_extracted": True, "frame_count": 3}).eq("code", "x").execute()
+        client.table("extraction_errors").insert({"code": "x", "error": "boom"}).execute()
+        return list(seen)
+
+    try:
+        ours = requests(app.supabase())
+        theirs = requests(create_client(url, "service-role-key", ClientOptions(postgrest_client_retry=False, httpx_client=httpx.Client())))
+    finally:
+        server.shutdown()
+        app.reset_clients()
+    assert [r[:2] for r in ours] == [
+        ("GET", "/rest/v1/videos?select=is_downloaded%2Cis_extracted&code=eq.x&platform=eq.ig"),
+        ("PATCH", "/rest/v1/videos?code=eq.x"), ("POST", "/rest/v1/extraction_errors")]
+    assert ours[0][3]["apiKey"] == "service-role-key" and ours[0][3]["Authorization"] == "Bearer service-role-key"
+    assert ours == theirs
+
+
+@pytest.mark.parametrize("url", ["ftp://example.supabase.co", "example.supabase.co"])
+def test_a_supabase_url_that_is_not_http_is_a_misconfiguration(service, clip, monkeypatch, url):
+    service.add_video("badurl", video=clip)
+    monkeypatch.setattr(config, "SUPABASE_URL", url)
+    app.reset_clients()
+    response = run("badurl")
+    assert response["batchItemFailures"] == [{"itemIdentifier": "msg-0"}]
+    [result] = response["results"]
+    assert result["stage"] == "status" and "fix SUPABASE_URL" in result["error"]
+    assert service.frame_keys() == [] and service.errors() == []
