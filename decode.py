@@ -30,11 +30,17 @@ import cpus
 DETECT_WIDTH = 256
 # Performance: frame threads decode consecutive frames at once, and more frames in flight
 # keep the cores busy: on 2 cores, 5 threads instead of FFmpeg's default 3 decode a 1080p
-# reel in 0.77x the wall time (`--frame-pick middle`: 17.1 -> 13.2 s; 6: no faster; each
-# thread holds ~7 MiB at 1080p). Sized by the CPUs this process may really use (cgroup
-# quota, affinity, Lambda's memory share: cpus.usable_cpus), not os.cpu_count(), which
-# counts the machine's.
-DECODE_THREADS = min(16, 2 * cpus.usable_cpus() + 1)
+# reel in 0.77x the wall time (`--frame-pick middle`: 17.1 -> 13.2 s; 6: no faster; warm
+# extraction now: 5 threads 10.3 s, 4 and 3 threads 11.4 s, median of 6 interleaved). Sized
+# by the CPUs this process may really use (cgroup quota, affinity, Lambda's memory share:
+# cpus.usable_cpus), not os.cpu_count(), which counts the machine's; and by the size of
+# the frames (`decode_threads`).
+USABLE_CPUS = cpus.usable_cpus()
+DECODE_THREADS = min(16, 2 * USABLE_CPUS + 1)
+# Each frame thread holds about two frames of its own (decoding alone, peak RSS: 7.5 MiB
+# a thread at 1080p, 24 MiB at 4K). Above this many bytes of frames in the threads, fewer
+# threads (never fewer than a core's worth plus one).
+DECODE_BYTES = 40 << 20
 APPROACH = 16  # frames before a wanted frame where pass 2 resumes full decoding
 
 Frame = av.VideoFrame  # a decoded frame, as the other modules see it
@@ -110,13 +116,24 @@ def open_video(path, *, max_pixels: int = 0) -> tuple[av.container.InputContaine
     if stream.codec_context is None or not stream.codec_context.width:
         container.close()
         raise VideoError(path, "the video stream cannot be decoded (unknown codec or damaged header)")
-    # Performance: frame threads (DECODE_THREADS, see there), and the decoding on a thread
-    # of its own (`Ahead`).
+    # Performance: frame threads (`decode_threads`), and the decoding on a thread of its
+    # own (`Ahead`).
     stream.thread_type = "AUTO"
-    stream.codec_context.thread_count = DECODE_THREADS
+    stream.codec_context.thread_count = decode_threads(stream.codec_context.width, stream.codec_context.height)
     if max_pixels:  # the decoder itself refuses a larger frame mid-stream, before allocating it
         stream.codec_context.options = {**stream.codec_context.options, "max_pixels": str(max_pixels)}
     return container, stream
+
+
+def decode_threads(width: int, height: int) -> int:
+    """Frame threads for frames of this size: DECODE_THREADS, fewer where their frames
+    would pass DECODE_BYTES: 5 on 2 CPUs up to 1440p, 3 at 4K.
+
+    Performance: at 4K, 3 threads instead of 5 decode in the same time on 2 cores (warm
+    4K60: 2.38 against 2.33 s, median of 10 interleaved, within the machine's noise) and
+    hold 48 MiB less (decoding alone: 138 -> 90 MiB)."""
+    floor = min(DECODE_THREADS, USABLE_CPUS + 1)
+    return max(floor, min(DECODE_THREADS, DECODE_BYTES // max(1, width * height * 3 // 2)))
 
 
 def reason(err: Exception) -> str:
@@ -141,16 +158,17 @@ def decode_every(container, stream) -> Iterator[tuple[int, av.VideoFrame]]:
     yield from enumerate(container.decode(stream))
 
 
-AHEAD_BYTES = 16 << 20  # decoded frames the read-ahead may hold beyond the decoder's own
+AHEAD_BYTES = 8 << 20  # decoded frames the read-ahead may hold beyond the decoder's own
 
 
 def ahead_depth(width: int, height: int) -> int:
-    """How many frames `Ahead` runs ahead for frames of this size: 4 up to 1080p, 2 above.
+    """How many frames `Ahead` runs ahead for frames of this size: 4 where four fit in
+    AHEAD_BYTES (720p, 1080x1080), 2 at 1080p and above.
 
     Performance: 4 instead of 2 took the baseline-profile 720p clip from 1.12 to 1.01 s
     (median of 6, interleaved): the JPEG of a scene that ends (7-9 ms on the scoring
-    thread) no longer stops the decoder. It holds 3-10 MiB more at 1080p and 25 MiB at
-    4K, hence AHEAD_BYTES.
+    thread) no longer stops the decoder. At 1080p, 2 are as fast (1080x1920 reel: 10.14
+    against 10.32 s with 4, median of 6) and hold 6 MiB less, hence AHEAD_BYTES.
     """
     return max(2, min(4, AHEAD_BYTES // max(1, width * height * 3 // 2)))
 

@@ -236,7 +236,7 @@ def test_decoding_ahead_hands_over_errors_and_stops_when_left():
 def test_decoding_ahead_runs_depth_frames_ahead_and_no_more(depth):
     """Ahead holds at most `depth` items the consumer has not taken (decoded frames cost
     memory), plus the one it is producing; decode.ahead_depth sizes it: 4 frames up to
-    1080p, 2 at 4K."""
+    720p, 2 from 1080p up."""
     import threading
     import time
 
@@ -254,7 +254,27 @@ def test_decoding_ahead_runs_depth_frames_ahead_and_no_more(depth):
         time.sleep(0.3)  # room for the thread to run on, were it allowed to
         assert len(produced) == depth + 1
         assert list(ahead) == list(range(50))
-    assert [decode.ahead_depth(*size) for size in [(1280, 720), (1920, 1080), (1080, 1920), (3840, 2160)]] == [4, 4, 4, 2]
+    assert [decode.ahead_depth(*size) for size in [(1280, 720), (1920, 1080), (1080, 1920), (3840, 2160)]] == [4, 2, 2, 2]
+
+
+def test_big_frames_get_fewer_frame_threads(tmp_path, monkeypatch):
+    """Each frame thread holds about two frames of its own: on 2 CPUs, 5 threads up to
+    1440p, 3 (a thread more than the CPUs) at 4K and above; the decoder really gets them."""
+    monkeypatch.setattr(decode, "USABLE_CPUS", 2)
+    monkeypatch.setattr(decode, "DECODE_THREADS", 5)
+    sizes = [(1280, 720), (1920, 1080), (2560, 1440), (3840, 2160), (7680, 4320)]
+    assert [decode.decode_threads(*size) for size in sizes] == [5, 5, 5, 3, 3]
+    monkeypatch.setattr(decode, "USABLE_CPUS", 1)
+    monkeypatch.setattr(decode, "DECODE_THREADS", 3)
+    assert [decode.decode_threads(*size) for size in sizes] == [3, 3, 3, 3, 2]
+    monkeypatch.setattr(decode, "USABLE_CPUS", 2)
+    monkeypatch.setattr(decode, "DECODE_THREADS", 5)
+    for (width, height), threads in [((3840, 2160), 3), ((1280, 720), 5)]:
+        path = tmp_path / f"{width}.mp4"
+        make_video(path, [2], width=width, height=height, bframes=0)
+        container, stream = decode.open_video(path)
+        with container:
+            assert stream.codec_context.thread_count == threads
 
 
 def test_an_abandoned_run_leaves_no_chosen_frames_behind(five_scenes, tmp_path, monkeypatch):
