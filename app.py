@@ -206,17 +206,24 @@ def supabase():
         if "supabase" not in _clients:
             import httpx
             from postgrest import SyncPostgrestClient
+            from yarl import URL
 
-            if not re.match(r"^(https?)://.+", config.SUPABASE_URL):  # supabase-py's own check
-                raise config.ConfigError(f"SUPABASE_URL {config.SUPABASE_URL!r} is not an http(s) URL: "
+            url = config.SUPABASE_URL
+            if not re.match(r"^(https?)://.+", url):  # supabase-py's own check
+                raise config.ConfigError(f"SUPABASE_URL {url!r} is not an http(s) URL: "
                                          "fix SUPABASE_URL (https://<ref>.supabase.co)")
             # An httpx.Timeout (supabase-py truncates a float timeout to an int). No retries in
             # postgrest-py (its own sleep 1+2+4 s); ours (SUPABASE_RETRIES) are shorter.
             http = httpx.Client(timeout=httpx.Timeout(config.SUPABASE_TIMEOUT), follow_redirects=True,
                                 event_hooks={"request": [_clamp_request_timeout]})
-            _clients["supabase"] = SyncPostgrestClient(
-                config.SUPABASE_URL.rstrip("/") + "/rest/v1", headers={"apiKey": key, "Authorization": f"Bearer {key}"},
-                http_client=http, retry_enabled=False)
+            try:  # the REST URL as supabase-py's Client makes it (a query or fragment dropped)
+                rest = URL(url if url.endswith("/") else url + "/").joinpath("rest", "v1")
+                _clients["supabase"] = SyncPostgrestClient(
+                    str(rest), headers={"apiKey": key, "Authorization": f"Bearer {key}"},
+                    http_client=http, retry_enabled=False)
+            except ValueError as err:  # a port out of range, an unclosed [IPv6 ...
+                raise config.ConfigError(f"SUPABASE_URL {url!r} is not a valid URL ({err}): fix SUPABASE_URL "
+                                         "(https://<ref>.supabase.co)") from None
         return _clients["supabase"]
 
 

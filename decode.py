@@ -339,6 +339,9 @@ def odd_steps(width: int, height: int, size: tuple[int, int]) -> tuple[int, int]
     return None
 
 
+PAIRS = {"yuv420p": "yuv422p", "yuvj420p": "yuvj422p"}  # a frame's format -> its sampler's
+
+
 class _Sampler:
     """SceneManager's small image made from the pixels its resize samples alone, where it
     samples every k-th pixel (`odd_steps`: 1280x720 and 3840x2160, whose frames shrink
@@ -348,7 +351,8 @@ class _Sampler:
     swscale's yuv422p -> bgr24 conversion is pointwise, as its yuv420p one: each pixel
     from its own luma and the chroma of its pair. So a small yuv422p frame in which each
     sampled pixel fills a pair of its own (its luma twice, its chroma once) converts to
-    the sampled pixels, each twice. OpenCV's INTER_NEAREST_EXACT resize by k (luma) and
+    the sampled pixels, each twice (full-range yuvj420p frames go through yuvj422p, the
+    same; full-range x264/x265 streams decode as yuvj420p). OpenCV's INTER_NEAREST_EXACT resize by k (luma) and
     k/2 (chroma) picks source pixel floor((x + 0.5) * k): the one SceneManager's resize
     samples, and its 2x2 block's chroma. The first frame of each size is also converted
     whole and compared; should they differ (another swscale, another colour space), this
@@ -367,7 +371,7 @@ class _Sampler:
         key = (frame.width, frame.height, frame.format.name, frame.colorspace, frame.color_range, size)
         if key != self.key:
             self.key, self.sampled = key, False
-            if (odd_steps(frame.width, frame.height, size) and frame.format.name == "yuv420p"
+            if (odd_steps(frame.width, frame.height, size) and frame.format.name in PAIRS
                     and frame.width % 2 == 0 and frame.height % 2 == 0):
                 sampled = self._sample(frame, size)
                 self.sampled = np.array_equal(sampled, scene_manager_resize(bgr_image(frame), size))
@@ -376,7 +380,7 @@ class _Sampler:
 
     def _sample(self, frame: av.VideoFrame, size: tuple[int, int]) -> np.ndarray:
         (small_w, small_h), width, height = size, frame.width, frame.height
-        pairs = av.VideoFrame(2 * small_w, small_h, "yuv422p")
+        pairs = av.VideoFrame(2 * small_w, small_h, PAIRS[frame.format.name])
         luma, u, v = (_plane(pairs, index, w, small_h) for index, w in enumerate((2 * small_w, small_w, small_w)))
         sampled = cv2.resize(_plane(frame, 0, width, height), size, interpolation=cv2.INTER_NEAREST_EXACT)
         cv2.resize(sampled, (2 * small_w, small_h), dst=luma, interpolation=cv2.INTER_NEAREST)  # each twice

@@ -159,12 +159,12 @@ def test_the_shrink_is_scene_manager_s_resize_to_the_bit(shape):
 
 @pytest.mark.parametrize(("width", "height", "pix_fmt", "sampled"), [
     (3840, 2160, "yuv420p", True), (1280, 720, "yuv420p", True), (1792, 1008, "yuv420p", True),
-    (1280, 720, "yuvj420p", False), (1920, 1080, "yuv420p", False), (640, 360, "yuv420p", False)])
+    (1280, 720, "yuvj420p", True), (1920, 1080, "yuv420p", False), (640, 360, "yuv420p", False)])
 def test_the_shrink_converts_only_the_pixels_it_samples_to_the_same_bits(tmp_path, width, height, pix_fmt, sampled):
     """Where SceneManager's resize samples every k-th pixel (odd whole factors), decode.shrinker
     converts only those; the image it scores is still the full-size conversion resized with
     INTER_LINEAR (as SceneManager makes it), frame by frame, moving colour pictures and a
-    cut included. Elsewhere (another factor, full-range YUV) the whole frame is converted."""
+    cut included (full-range yuvj420p too). Elsewhere (another factor) the whole frame is converted."""
     import av
 
     import decode
