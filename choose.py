@@ -207,6 +207,9 @@ class EvenPool:
         window = self.window_of.get(number)
         if window is None:
             return
+        if not self.wanted():  # for good (see extract.even_wanted): nothing more to weigh
+            self.pending.clear()
+            return
         self._encode(before=window)
         hashed = average_hash(thumb)
         earlier = [best[2] for k, best in self.best.items() if k < window]

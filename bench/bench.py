@@ -47,7 +47,7 @@ Then, outside the tables:
                tier. The extraction stage only (not the S3 transfers and status calls), at
                this machine's speed; the same figure scaled by usable CPUs here / Lambda's vCPUs
                at that memory (1 per 1,769 MB) follows, for CPU-bound work.
-  cpus         usable_cpus() here (cpus.py) and the decoder threads.
+  cpus         usable_cpus() here (cpus.py) and the decoder threads at 1080p and 4K.
 
 Targets (issue 18), checked as ratios of one run; exits 1 if one is missed, 2 if a tool is
 missing:
@@ -428,8 +428,11 @@ def print_report(runs, rows, cold, pair):
     print(cost_line(rows))
     here = cpus.usable_cpus()
     quota = cpus.cgroup_cpu_quota()
+    import decode  # here only: PyAV and OpenCV stay out of the timing parent's start-up
+
     print(f"cpus: usable_cpus() {here} (os.cpu_count() {os.cpu_count()}, cgroup quota "
-          f"{'none' if quota is None else f'{quota:g}'}); decoder threads at 2 x usable + 1: {min(16, 2 * here + 1)}")
+          f"{'none' if quota is None else f'{quota:g}'}); decoder threads (decode.decode_threads): "
+          f"{decode.decode_threads(1920, 1080)} at 1080p, {decode.decode_threads(3840, 2160)} at 4K")
 
 
 def main():

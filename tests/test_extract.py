@@ -865,6 +865,14 @@ def test_near_duplicate_frames_of_a_split_shot_are_dropped(tmp_path):
     assert [f["scene"] for f in kept["frames"]] == [0, 1, 2]  # never below MIN_FRAMES
 
 
+def test_average_hash_sets_a_bit_per_pixel_brighter_than_the_mean_first_pixel_highest():
+    rng = np.random.default_rng(7)
+    for thumb in [rng.integers(0, 256, 64, dtype=np.uint8) for _ in range(200)] + [np.full(64, 9, np.uint8)]:
+        bits = "".join("1" if v > thumb.mean() else "0" for v in thumb)
+        assert quality.average_hash(thumb.tobytes()) == int(bits, 2)
+    assert quality.average_hash(bytes([255] + [0] * 63)) == 1 << 63
+
+
 def test_perceptual_hash_ignores_brightness_but_not_the_picture():
     a = media.draw_frame(5, media.COLOURS[0], 320, 240, 5)
     brighter = cv2.convertScaleAbs(a, alpha=1.0, beta=60)
