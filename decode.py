@@ -351,12 +351,13 @@ class _Sampler:
     swscale's yuv422p -> bgr24 conversion is pointwise, as its yuv420p one: each pixel
     from its own luma and the chroma of its pair. So a small yuv422p frame in which each
     sampled pixel fills a pair of its own (its luma twice, its chroma once) converts to
-    the sampled pixels, each twice (full-range yuvj420p frames go through yuvj422p, the
-    same; full-range x264/x265 streams decode as yuvj420p). OpenCV's INTER_NEAREST_EXACT resize by k (luma) and
-    k/2 (chroma) picks source pixel floor((x + 0.5) * k): the one SceneManager's resize
-    samples, and its 2x2 block's chroma. The first frame of each size is also converted
-    whole and compared; should they differ (another swscale, another colour space), this
-    sampler stays off for that size. tests/test_detect.py pins the pixels.
+    the sampled pixels, each twice. Full-range yuvj420p frames (full-range x264 and x265
+    streams decode as those) go through yuvj422p, the same way. OpenCV's
+    INTER_NEAREST_EXACT resize by k (luma) and k/2 (chroma) picks source pixel
+    floor((x + 0.5) * k): the one SceneManager's resize samples, and its 2x2 block's
+    chroma. The first frame of each size is also converted whole and compared; should
+    they differ (another swscale, another colour space), this sampler stays off for that
+    size. tests/test_detect.py pins the pixels.
 
     Performance: 1 pixel of 25 (720p) or 225 (4K) is converted, in four OpenCV resizes
     and one swscale call, all of them letting go of the GIL: 0.24-0.32 ms a 720p frame,
