@@ -133,7 +133,12 @@ def decode_threads(width: int, height: int) -> int:
     4K60: 2.38 against 2.33 s, median of 10 interleaved, within the machine's noise) and
     hold 48 MiB less (decoding alone: 138 -> 90 MiB)."""
     floor = min(DECODE_THREADS, USABLE_CPUS + 1)
-    return max(floor, min(DECODE_THREADS, DECODE_BYTES // max(1, width * height * 3 // 2)))
+    return max(floor, min(DECODE_THREADS, DECODE_BYTES // frame_bytes(width, height)))
+
+
+def frame_bytes(width: int, height: int) -> int:
+    """The bytes of a decoded 4:2:0 frame of this size (at least 1)."""
+    return max(1, width * height * 3 // 2)
 
 
 def reason(err: Exception) -> str:
@@ -170,7 +175,7 @@ def ahead_depth(width: int, height: int) -> int:
     thread) no longer stops the decoder. At 1080p, 2 are as fast (1080x1920 reel: 10.14
     against 10.32 s with 4, median of 6) and hold 6 MiB less, hence AHEAD_BYTES.
     """
-    return max(2, min(4, AHEAD_BYTES // max(1, width * height * 3 // 2)))
+    return max(2, min(4, AHEAD_BYTES // frame_bytes(width, height)))
 
 
 class Ahead:
@@ -270,6 +275,11 @@ class Small(NamedTuple):
     planes: np.ndarray
     bgr: np.ndarray
 
+    @classmethod
+    def of(cls, bgr: np.ndarray) -> "Small":
+        """The Small of a small BGR image: its planes made by `small_planes`."""
+        return cls(small_planes(bgr), bgr)
+
     @property
     def luma(self) -> np.ndarray:
         return self.planes[:self.planes.shape[0] * 2 // 3]
@@ -325,7 +335,7 @@ def shrinker() -> Callable[[av.VideoFrame], Small]:
         bgr = sampler.small(frame, size)
         if bgr is None:
             bgr = scene_manager_resize(bgr_image(frame, to_bgr), size)
-        return Small(small_planes(bgr), bgr)
+        return Small.of(bgr)
 
     return shrink
 

@@ -112,6 +112,5 @@ class FrameJudge:
         return rate(small.luma, small.chroma)
 
     def rate_image(self, bgr: np.ndarray) -> Quality:
-        small = decode.scene_manager_resize(bgr, decode.small_size(bgr.shape[1], bgr.shape[0]))  # as shrinker does
-        small = decode.Small(decode.small_planes(small), small)
-        return rate(small.luma, small.chroma)
+        small = decode.Small.of(decode.scene_manager_resize(bgr, decode.small_size(bgr.shape[1], bgr.shape[0])))
+        return rate(small.luma, small.chroma)  # as the shrinker makes it
