@@ -157,14 +157,49 @@ def test_the_shrink_is_scene_manager_s_resize_to_the_bit(shape):
     assert got.shape == expected.shape and np.array_equal(got, expected)
 
 
+@pytest.mark.parametrize(("shape", "laid_out"), [
+    ((1080, 1920), True), ((1920, 1080), True), ((1440, 2560), True), ((2160, 4096), True), ((1080, 2048), True),
+    ((4320, 7680), True), ((1200, 1600), False), ((900, 1600), False), ((1080, 1440), False), ((720, 1280), False)])
+def test_the_rows_sample_shrinks_to_the_same_bits_as_the_whole_frame(shape, laid_out):
+    """decode.linear_rows: the rows INTER_LINEAR reads, laid out so that cv2.resize of those
+    rows alone is cv2.resize of the whole image, to the bit (the weights and rows OpenCV
+    uses are what the layout assumes), and each row read keeps its 4:2:0 chroma row. None
+    where there is no such layout (a height shrunk by less than 6, or 6.25: two output
+    rows would need one chroma row each of their own in the same place)."""
+    import decode
+
+    height, width = shape
+    size = decode.small_size(width, height)
+    rows = decode.linear_rows(height, size[1], width_factor=width / size[0])
+    assert (rows is not None) == laid_out
+    if rows is None:
+        return
+    assert len(rows.luma) <= height * 0.6 and len(rows.chroma) == len(rows.luma) // 2
+    image = np.random.default_rng(height).integers(0, 256, (height, width, 3), dtype=np.uint8)
+    expected = cv2.resize(image, size, interpolation=cv2.INTER_LINEAR)
+    assert np.array_equal(cv2.resize(image[rows.luma], size, interpolation=cv2.INTER_LINEAR), expected)
+    changed = image.copy()
+    changed[np.setdiff1d(np.arange(height), rows.luma)] = 0  # rows nothing reads
+    assert np.array_equal(cv2.resize(changed, size, interpolation=cv2.INTER_LINEAR), expected)
+    # Chroma: each source row shows its pair's chroma row; the sample's rows show theirs.
+    chroma = np.random.default_rng(width).integers(0, 256, (height // 2, width, 3), dtype=np.uint8)
+    expected_chroma = cv2.resize(np.repeat(chroma, 2, axis=0), size, interpolation=cv2.INTER_LINEAR)
+    sampled_chroma = np.repeat(chroma[rows.chroma], 2, axis=0)
+    assert np.array_equal(cv2.resize(sampled_chroma, size, interpolation=cv2.INTER_LINEAR), expected_chroma)
+
+
 @pytest.mark.parametrize(("width", "height", "pix_fmt", "sampled"), [
     (3840, 2160, "yuv420p", True), (1280, 720, "yuv420p", True), (1792, 1008, "yuv420p", True),
-    (1280, 720, "yuvj420p", True), (1920, 1080, "yuv420p", False), (640, 360, "yuv420p", False)])
+    (1280, 720, "yuvj420p", True), (1920, 1080, "yuv420p", True), (1080, 1920, "yuv420p", True),
+    (1920, 1080, "yuvj420p", True), (2560, 1440, "yuv420p", True), (640, 360, "yuv420p", False),
+    (1440, 1080, "yuv420p", False)])
 def test_the_shrink_converts_only_the_pixels_it_samples_to_the_same_bits(tmp_path, width, height, pix_fmt, sampled):
     """Where SceneManager's resize samples every k-th pixel (odd whole factors), decode.shrinker
-    converts only those; the image it scores is still the full-size conversion resized with
-    INTER_LINEAR (as SceneManager makes it), frame by frame, moving colour pictures and a
-    cut included (full-range yuvj420p too). Elsewhere (another factor) the whole frame is converted."""
+    converts only those; where the height shrinks by 6 or more (1080p, portrait too, 1440p),
+    only the rows the resize reads. The image it scores is still the full-size conversion
+    resized with INTER_LINEAR (as SceneManager makes it), frame by frame, moving colour
+    pictures and a cut included (full-range yuvj420p too). Elsewhere (another factor) the
+    whole frame is converted."""
     import av
 
     import decode
