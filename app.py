@@ -219,12 +219,25 @@ def supabase():
             try:  # the REST URL as supabase-py's Client makes it (a query or fragment dropped)
                 rest = URL(url if url.endswith("/") else url + "/").joinpath("rest", "v1")
                 _clients["supabase"] = SyncPostgrestClient(
-                    str(rest), headers={"apiKey": key, "Authorization": f"Bearer {key}"},
+                    str(rest), headers={"X-Client-Info": _supabase_client_info(), "apiKey": key,
+                                        "Authorization": f"Bearer {key}"},
                     http_client=http, retry_enabled=False)
             except ValueError as err:  # a port out of range, an unclosed [IPv6 ...
                 raise config.ConfigError(f"SUPABASE_URL {url!r} is not a valid URL ({err}): fix SUPABASE_URL "
                                          "(https://<ref>.supabase.co)") from None
         return _clients["supabase"]
+
+
+def _supabase_client_info() -> str:
+    """The X-Client-Info header supabase-py sends (supabase/lib/client_options.py; postgrest-py
+    alone would say postgrest-py), with the installed supabase's version, read from its
+    package metadata: importing supabase would import the clients this module leaves out."""
+    import importlib.metadata
+    import platform
+
+    return (f"supabase-py/{importlib.metadata.version('supabase')}; platform={platform.system()}"
+            f"; platform-version={platform.release()}; runtime=python"
+            f"; runtime-version={platform.python_version()}")
 
 
 # Keys read from Secrets Manager: masked in every log line like SUPABASE_KEY. Never emptied.

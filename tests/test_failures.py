@@ -222,8 +222,9 @@ def test_a_batch_failing_for_different_causes_has_no_summary(service, clip, logs
 def test_the_supabase_client_sends_what_supabase_py_sends(monkeypatch, shape):
     """app.supabase() is postgrest-py's client built as supabase-py's create_client builds
     it: each of the service's three requests (the status read, the PATCH, the error row's
-    insert) reaches the server the same from both, headers and body, whatever the shape
-    of SUPABASE_URL (a query or fragment is dropped, a path kept, as supabase-py does)."""
+    insert) reaches the server the same from both, headers (X-Client-Info too) and body,
+    whatever the shape of SUPABASE_URL (a query or fragment is dropped, a path kept, as
+    supabase-py does)."""
     import http.server
 
     import httpx
@@ -237,7 +238,8 @@ def test_the_supabase_client_sends_what_supabase_py_sends(monkeypatch, shape):
             length = int(self.headers.get("Content-Length") or 0)
             seen.append((self.command, self.path, self.rfile.read(length),
                          {k: self.headers.get(k) for k in ("apiKey", "Authorization", "Content-Type", "Prefer",
-                                                           "Accept", "Accept-Profile", "Content-Profile")}))
+                                                           "Accept", "Accept-Profile", "Content-Profile",
+                                                           "X-Client-Info", "User-Agent")}))
             self.send_response(200)
             self.send_header("Content-Type", "application/json")
             self.end_headers()
@@ -273,6 +275,7 @@ def test_the_supabase_client_sends_what_supabase_py_sends(monkeypatch, shape):
             ("GET", "/rest/v1/videos?select=is_downloaded%2Cis_extracted&code=eq.x&platform=eq.ig"),
             ("PATCH", "/rest/v1/videos?code=eq.x"), ("POST", "/rest/v1/extraction_errors")]
     assert ours[0][3]["apiKey"] == "service-role-key" and ours[0][3]["Authorization"] == "Bearer service-role-key"
+    assert ours[0][3]["X-Client-Info"].startswith("supabase-py/2.")
     assert ours == theirs
 
 
