@@ -2,6 +2,7 @@
 """Run the service locally.
 
     python3 test.py                         the whole automated suite (pytest, local stack)
+    python3 test.py tests/test_detect.py    some of it (any pytest arguments: -k NAME, FILE::TEST)
     python3 test.py demo [VIDEO ...]        local stack + one SQS batch through lambda_handler;
                                             frames and contact sheets land in ./out/
     python3 test.py single CODE PLATFORM    one video, against whatever .env points at
@@ -216,11 +217,16 @@ def _config_error():
     return None
 
 
+def _is_test_path(arg):
+    """Whether `arg` names tests for pytest (tests/test_detect.py, tests/test_detect.py::test_x)."""
+    return os.path.exists(arg.split("::")[0])
+
+
 def main(argv):
     _in_venv()
     os.chdir(HERE)
     sys.path.insert(0, HERE)
-    command = argv[0] if argv and not argv[0].startswith("-") else None
+    command = argv[0] if argv and not argv[0].startswith("-") and not _is_test_path(argv[0]) else None
     if command in ("single", "bulk") and "--debug" in argv:
         os.environ["DEBUG"] = "true"  # before the settings are read
     problem = None if command == "check" else _config_error()  # check reports it as its first line

@@ -145,6 +145,18 @@ def test_single_and_bulk_run_against_what_the_environment_points_at(service, vid
     assert service.video_row("one", "tt")[1:3] == ["t", "4"] and service.video_row("two", "tt")[1:3] == ["t", "4"]
 
 
+def test_the_suite_runs_the_tests_a_path_names():
+    """`python3 test.py tests/FILE.py[::TEST] [pytest options]` runs those tests (a path is
+    not taken for a command); a word that is neither prints the usage."""
+    chosen = subprocess.run([sys.executable, str(ROOT / "test.py"), "tests/test_cpus.py::test_cgroup_v2_max_is_no_limit",
+                             "-q", "-p", "no:cacheprovider"], capture_output=True, text=True, timeout=120, cwd=ROOT)
+    assert chosen.returncode == 0, chosen.stdout[-2000:] + chosen.stderr[-2000:]
+    assert "1 passed" in chosen.stdout
+    unknown = subprocess.run([sys.executable, str(ROOT / "test.py"), "tests/no_such_file.py"], capture_output=True,
+                             text=True, timeout=120, cwd=ROOT)
+    assert unknown.returncode == 2 and "python3 test.py demo" in unknown.stderr
+
+
 def test_demo_runs_one_batch_through_the_handler_and_leaves_nothing_running(tmp_path):
     run = subprocess.run([sys.executable, str(ROOT / "test.py"), "demo"], capture_output=True, text=True, timeout=180)
     assert run.returncode == 0, run.stderr[-2000:]
