@@ -417,9 +417,11 @@ def _rows_read(height: int, small_height: int, rows: int) -> Rows | None:
 class _Sampler:
     """SceneManager's small image made from less of the frame than all of it:
     `small(frame, size)`, or None where neither way applies (then convert the whole frame
-    and resize it). The first frame of each size is also converted whole and compared;
-    should they differ (another swscale, another colour space, another OpenCV), the
-    sampler stays off for that size. tests/test_detect.py pins the pixels.
+    and resize it). The frames of each kind (size, format, colour space, range,
+    interlacing) are also converted whole and compared, until one that would show a
+    wrong sample (`telling`: not flat); should they differ (another swscale, another
+    colour space, another OpenCV), the sampler stays off for that kind.
+    tests/test_detect.py pins the pixels.
 
     Pixels: where the resize samples every k-th pixel (`odd_steps`: 1280x720 and
     3840x2160, whose frames shrink to 256x144 by 5 and 15), only those are converted.
@@ -451,23 +453,30 @@ class _Sampler:
     """
 
     def __init__(self):
-        self.reformatter, self.key, self.sample = VideoReformatter(), None, None
+        self.reformatter, self.whole, self.key, self.sample, self.proven = (
+            VideoReformatter(), VideoReformatter(), None, None, False)
 
     def small(self, frame: av.VideoFrame, size: tuple[int, int]) -> np.ndarray | None:
-        key = (frame.width, frame.height, frame.format.name, frame.colorspace, frame.color_range, size)
+        key = (frame.width, frame.height, frame.format.name, frame.colorspace, frame.color_range,
+               frame.interlaced_frame, size)
         if key != self.key:
-            self.key, self.sample = key, self._way(frame, size)
-            if self.sample is not None:
-                sampled = self.sample(frame, size)
-                if np.array_equal(sampled, scene_manager_resize(bgr_image(frame), size)):
-                    return sampled
-                self.sample = None
+            self.key, self.sample, self.proven = key, self._way(frame, size), False
+        if self.sample is None:
             return None
-        return self.sample(frame, size) if self.sample is not None else None
+        sampled = self.sample(frame, size)
+        if not self.proven:
+            whole = scene_manager_resize(bgr_image(frame, self.whole), size)
+            if not np.array_equal(sampled, whole):
+                self.sample = None
+                return whole
+            self.proven = telling(whole)
+        return sampled
 
     def _way(self, frame: av.VideoFrame, size: tuple[int, int]) -> Callable | None:
-        """The way to sample frames like this one, or None."""
-        if frame.format.name not in PAIRS or frame.width % 2 or frame.height % 2:
+        """The way to sample frames like this one, or None. Not for an interlaced frame:
+        swscale converts its two fields apart (luma row r with chroma row 2(r // 4) + r % 2,
+        not r // 2), which neither way's new frame would be."""
+        if frame.format.name not in PAIRS or frame.width % 2 or frame.height % 2 or frame.interlaced_frame:
             return None
         if odd_steps(frame.width, frame.height, size):
             return self._pixels
@@ -496,6 +505,14 @@ class _Sampler:
             _plane(sample, index, width // side, len(read))[...] = lines[:, :width // side]
         sample.colorspace, sample.color_range = frame.colorspace, frame.color_range
         return cv2.resize(bgr_image(sample, self.reformatter), size, interpolation=cv2.INTER_LINEAR)
+
+
+def telling(small: np.ndarray) -> bool:
+    """Whether a small image would show a sample that took the wrong pixels: it changes
+    both down its rows and across its columns (by 8 levels or more in the mean of a row,
+    of a column). A flat frame (a black fade-in) proves nothing."""
+    rows, columns = small.mean(axis=1), small.mean(axis=0)
+    return bool(np.ptp(rows, axis=0).max() >= 8 and np.ptp(columns, axis=0).max() >= 8)
 
 
 def _plane(frame: av.VideoFrame, index: int, width: int, height: int) -> np.ndarray:

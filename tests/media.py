@@ -58,7 +58,7 @@ def frames_of(out_dir, manifest):
 
 def make_video(path, scene_lengths, width=320, height=240, fps=25, rotation=0, pts_ms=None,
                codec="libx264", gop=None, bframes=3, touch=None, container_format="mp4", sar=None, draw=None,
-               pix_fmt="yuv420p", colour_matrix=None):
+               pix_fmt="yuv420p", colour_matrix=None, interlaced=False):
     """Encode a video of scenes of the given lengths (in frames), hard cuts between them.
 
     `rotation` stores the picture turned so that a player (honouring the display matrix,
@@ -67,7 +67,8 @@ def make_video(path, scene_lengths, width=320, height=240, fps=25, rotation=0, p
     frame before it is encoded (blur it, black it out); `container_format="h264"` writes
     a raw stream without timestamps; `sar` (a Fraction) stores non-square pixels;
     `pix_fmt="yuvj420p"` stores full-range (JPEG) YUV; `colour_matrix` tags the stream's
-    colour space (x264's colormatrix: "bt709", "ycgco", ...);
+    colour space (x264's colormatrix: "bt709", "ycgco", ...); `interlaced` codes it as
+    interlaced fields (top first: 1080i), so the decoded frames say interlaced_frame;
     `draw(number, scene, i, width, height)` replaces draw_frame's picture (given the
     frame number, its scene, its position in the scene). Returns the list of cut frames.
     """
@@ -78,7 +79,8 @@ def make_video(path, scene_lengths, width=320, height=240, fps=25, rotation=0, p
         stream.width, stream.height, stream.pix_fmt = stored_w, stored_h, pix_fmt
         stream.options = {
             "libx264": {"preset": "veryfast", "crf": "18", "bf": str(bframes),
-                        "x264-params": "b-adapt=0" + (f":colormatrix={colour_matrix}" if colour_matrix else ""),
+                        "x264-params": "b-adapt=0" + (f":colormatrix={colour_matrix}" if colour_matrix else "")
+                                       + (":tff=1" if interlaced else ""),
                         "g": str(gop or 2 * fps)},
             "libx265": {"preset": "ultrafast", "x265-params": "log-level=error"},
             "libvpx-vp9": {"deadline": "realtime", "cpu-used": "8"},

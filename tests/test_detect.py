@@ -188,6 +188,53 @@ def test_the_rows_sample_shrinks_to_the_same_bits_as_the_whole_frame(shape, laid
     assert np.array_equal(cv2.resize(sampled_chroma, size, interpolation=cv2.INTER_LINEAR), expected_chroma)
 
 
+@pytest.mark.parametrize(("width", "height"), [(1920, 1080), (1280, 720)])
+def test_interlaced_frames_are_converted_whole_after_a_flat_first_frame_too(tmp_path, width, height):
+    """swscale converts a frame flagged interlaced field by field (luma row r with chroma
+    row 2(r // 4) + r % 2): neither way of decode._Sampler makes such a frame, so an
+    interlaced frame is converted whole, whatever the first frame was (here black, as a
+    fade-in from black: a check on it alone would prove nothing)."""
+    import av
+
+    import decode
+
+    path = tmp_path / "interlaced.mp4"
+    make_video(path, [3, 3], width=width, height=height, bframes=0, interlaced=True,
+               touch=lambda number, image: image * 0 if number == 0 else image)
+    shrink, whole, sampler = decode.shrinker(), av.video.reformatter.VideoReformatter(), decode._Sampler()
+    size = decode.small_size(width, height)
+    with av.open(str(path)) as container:
+        for frame in container.decode(video=0):
+            assert frame.interlaced_frame
+            expected = cv2.resize(whole.reformat(frame, format="bgr24").to_ndarray(), size,
+                                  interpolation=cv2.INTER_LINEAR)
+            assert np.array_equal(shrink(frame).bgr, expected)
+            assert sampler.small(frame, size) is None
+
+
+def test_the_sampler_checks_frames_until_one_that_would_show_a_wrong_sample(tmp_path):
+    """decode._Sampler compares its image with the whole conversion frame by frame until a
+    frame that is not flat (decode.telling) has matched: a black first frame proves nothing."""
+    import av
+
+    import decode
+
+    assert not decode.telling(np.zeros((144, 256, 3), np.uint8))
+    upright, across = np.zeros((144, 256, 3), np.uint8), np.zeros((144, 256, 3), np.uint8)
+    upright[:, ::8], across[::8] = 255, 255  # bars: the rows alike, the columns alike
+    assert not decode.telling(upright) and not decode.telling(across) and decode.telling(upright | across)
+
+    path = tmp_path / "fade_in.mp4"
+    make_video(path, [4, 3], width=1920, height=1080, bframes=0,
+               touch=lambda number, image: image * 0 if number < 2 else image)
+    sampler, size, proven = decode._Sampler(), decode.small_size(1920, 1080), []
+    with av.open(str(path)) as container:
+        for frame in container.decode(video=0):
+            assert sampler.small(frame, size) is not None
+            proven.append(sampler.proven)
+    assert proven == [False, False, True, True, True, True, True]
+
+
 @pytest.mark.parametrize(("width", "height", "pix_fmt", "sampled"), [
     (3840, 2160, "yuv420p", True), (1280, 720, "yuv420p", True), (1792, 1008, "yuv420p", True),
     (1280, 720, "yuvj420p", True), (1920, 1080, "yuv420p", True), (1080, 1920, "yuv420p", True),
