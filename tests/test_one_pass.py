@@ -293,6 +293,23 @@ def test_an_abandoned_run_leaves_no_chosen_frames_behind(five_scenes, tmp_path, 
     assert list(tmp_path.iterdir()) == []
 
 
+def test_a_frame_that_cannot_be_encoded_fails_the_video_and_leaves_nothing(five_scenes, tmp_path, monkeypatch):
+    """An image that cannot be encoded during pass 1 fails the video with a VideoError
+    naming the frame, and the frames already encoded are removed."""
+    path, _ = five_scenes
+    real, calls = cv2.imencode, []
+
+    def imencode(extension, image, *rest):  # the third frame written (not a thumbnail) fails
+        if image.shape[:2] == (240, 320):
+            calls.append(extension)
+        return (False, None) if len(calls) == 3 and image.shape[:2] == (240, 320) else real(extension, image, *rest)
+
+    monkeypatch.setattr(output.cv2, "imencode", imencode)
+    with pytest.raises(extract.VideoError, match="could not be encoded as jpeg"):
+        extract.extract(path, tmp_path, Settings(frame_pick="best"))
+    assert len(calls) == 3 and list(tmp_path.iterdir()) == []
+
+
 def test_the_handler_runs_the_one_pass_side_by_side(service, monkeypatch, tmp_path):
     """FRAME_PICK=best, the service's default: two videos at once, each decoding on its
     own thread, and only the numbered frames and the manifest reach S3."""
