@@ -419,8 +419,9 @@ class _Sampler:
     `small(frame, size)`, or None where neither way applies (then convert the whole frame
     and resize it). The frames of each kind (size, format, colour space, range,
     interlacing) are also converted whole and compared, until one that would show a
-    wrong sample (`telling`: not flat); should they differ (another swscale, another
-    colour space, another OpenCV), the sampler stays off for that kind.
+    wrong sample (`telling`: not flat; until then each frame costs its whole conversion
+    too); should they differ (another swscale, another colour space, another OpenCV),
+    the sampler stays off for that kind.
     tests/test_detect.py pins the pixels.
 
     Pixels: where the resize samples every k-th pixel (`odd_steps`: 1280x720 and
