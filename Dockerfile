@@ -15,5 +15,10 @@ COPY requirements.txt ${LAMBDA_TASK_ROOT}/
 RUN pip install --no-cache-dir --only-binary=:all: -r "${LAMBDA_TASK_ROOT}/requirements.txt"
 
 COPY app.py config.py cpus.py extract.py decode.py detect.py transitions.py quality.py choose.py output.py ${LAMBDA_TASK_ROOT}/
+# Performance (cold start): Lambda's /var/task is read-only, so Python cannot cache the
+# modules' bytecode there and would compile them at every cold start (45 ms: import app
+# 0.47-0.48 against 0.42-0.45 s); compiled here instead, unchecked-hash so the files'
+# times do not matter (pip compiled the libraries already).
+RUN python -m compileall -q -l --invalidation-mode unchecked-hash "${LAMBDA_TASK_ROOT}"
 
 CMD ["app.lambda_handler"]

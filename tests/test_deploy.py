@@ -134,6 +134,22 @@ def test_dockerfile_copies_only_the_service():
     assert "opencv-python-headless==" in requirements and "\nopencv-python==" not in requirements
 
 
+def test_the_image_compiles_the_modules_it_copies(tmp_path):
+    """Lambda's /var/task is read-only: without their bytecode in the image, Python would
+    compile the service's modules at every cold start. The Dockerfile's compileall step
+    comes after the modules are copied, and it compiles each of them (run here on a copy)."""
+    lines = (ROOT / "Dockerfile").read_text().splitlines()
+    copy = next(i for i, line in enumerate(lines) if line.startswith("COPY ") and "app.py" in line)
+    [(at, step)] = [(i, line) for i, line in enumerate(lines) if line.startswith("RUN ") and "compileall" in line]
+    assert at > copy and '"${LAMBDA_TASK_ROOT}"' in step
+    for name in copied_modules():
+        (tmp_path / name).write_text((ROOT / name).read_text())
+    command = step.removeprefix("RUN ").replace('"${LAMBDA_TASK_ROOT}"', str(tmp_path)).split()
+    subprocess.run([sys.executable if command[0] == "python" else command[0], *command[1:]], check=True)
+    compiled = sorted(path.name.split(".")[0] + ".py" for path in (tmp_path / "__pycache__").glob("*.pyc"))
+    assert compiled == sorted(copied_modules())
+
+
 def test_the_image_copies_exactly_the_modules_app_imports():
     """A module the handler imports but the image lacks fails only in Lambda, at import;
     one the image copies but nothing imports is dead weight."""
