@@ -218,12 +218,15 @@ def _config_error():
 
 
 def _is_test_path(arg):
-    """Whether `arg` names tests for pytest (tests/test_detect.py, tests/test_detect.py::test_x)."""
-    return os.path.exists(arg.split("::")[0])
+    """Whether `arg` names tests for pytest (tests/test_detect.py, tests/test_detect.py::test_x,
+    from where this was started): a path to a .py file or one with a slash, that exists."""
+    path = arg.split("::")[0]
+    return (path.endswith(".py") or "/" in path) and os.path.exists(path)
 
 
 def main(argv):
     _in_venv()
+    argv = [os.path.abspath(arg) if _is_test_path(arg) else arg for arg in argv]  # before the chdir
     os.chdir(HERE)
     sys.path.insert(0, HERE)
     command = argv[0] if argv and not argv[0].startswith("-") and not _is_test_path(argv[0]) else None
@@ -237,6 +240,9 @@ def main(argv):
         return run_suite(argv)
     if command in ("demo", "single", "bulk", "soak", "check"):
         return globals()[command](argv[1:])
+    if command.endswith(".py") or "/" in command:
+        print(f"error: no such test file: {command}", file=sys.stderr)
+        return 2
     print(__doc__, file=sys.stderr)
     return 2
 

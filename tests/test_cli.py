@@ -147,14 +147,22 @@ def test_single_and_bulk_run_against_what_the_environment_points_at(service, vid
 
 def test_the_suite_runs_the_tests_a_path_names():
     """`python3 test.py tests/FILE.py[::TEST] [pytest options]` runs those tests (a path is
-    not taken for a command); a word that is neither prints the usage."""
+    not taken for a command, and counts from where it was started); a path that is not there
+    says so; a word that is neither prints the usage."""
     chosen = subprocess.run([sys.executable, str(ROOT / "test.py"), "tests/test_cpus.py::test_cgroup_v2_max_is_no_limit",
                              "-q", "-p", "no:cacheprovider"], capture_output=True, text=True, timeout=120, cwd=ROOT)
     assert chosen.returncode == 0, chosen.stdout[-2000:] + chosen.stderr[-2000:]
     assert "1 passed" in chosen.stdout
+    from_tests = subprocess.run([sys.executable, str(ROOT / "test.py"), "./test_cpus.py::test_cgroup_v2_max_is_no_limit",
+                                 "-q", "-p", "no:cacheprovider"], capture_output=True, text=True, timeout=120,
+                                cwd=ROOT / "tests")
+    assert from_tests.returncode == 0 and "1 passed" in from_tests.stdout  # a path from where it was started
     unknown = subprocess.run([sys.executable, str(ROOT / "test.py"), "tests/no_such_file.py"], capture_output=True,
                              text=True, timeout=120, cwd=ROOT)
-    assert unknown.returncode == 2 and "python3 test.py demo" in unknown.stderr
+    assert unknown.returncode == 2 and "no such test file: tests/no_such_file.py" in unknown.stderr
+    word = subprocess.run([sys.executable, str(ROOT / "test.py"), "nonsense"], capture_output=True, text=True,
+                          timeout=120, cwd=ROOT)
+    assert word.returncode == 2 and "python3 test.py demo" in word.stderr
 
 
 def test_demo_runs_one_batch_through_the_handler_and_leaves_nothing_running(tmp_path):
