@@ -330,7 +330,8 @@ def shrinker() -> Callable[[av.VideoFrame], Small]:
     scan scores the last. A swscale context is not for two threads at once: one
     shrinker per thread.
     """
-    to_bgr, sampler = VideoReformatter(), _Sampler()
+    to_bgr = VideoReformatter()
+    sampler = _Sampler(whole=to_bgr)
 
     def shrink(frame):
         size = small_size(frame.width, frame.height)
@@ -453,9 +454,11 @@ class _Sampler:
     0.66 ms a frame, numpy 0.5.
     """
 
-    def __init__(self):
+    def __init__(self, whole: VideoReformatter | None = None):
+        """`whole`: the reformatter of the whole conversion the check compares with (the
+        shrinker's own, on the same thread)."""
         self.reformatter, self.whole, self.key, self.sample, self.proven = (
-            VideoReformatter(), VideoReformatter(), None, None, False)
+            VideoReformatter(), whole or VideoReformatter(), None, None, False)
 
     def small(self, frame: av.VideoFrame, size: tuple[int, int]) -> np.ndarray | None:
         key = (frame.width, frame.height, frame.format.name, frame.colorspace, frame.color_range,

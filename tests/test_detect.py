@@ -242,8 +242,8 @@ def test_the_sampler_checks_frames_until_one_that_would_show_a_wrong_sample(tmp_
     (1440, 1080, "yuv420p", False)])
 def test_the_shrink_converts_only_the_pixels_it_samples_to_the_same_bits(tmp_path, width, height, pix_fmt, sampled):
     """Where SceneManager's resize samples every k-th pixel (odd whole factors), decode.shrinker
-    converts only those; where the height shrinks by 6 or more (1080p, portrait too, 1440p),
-    only the rows the resize reads. The image it scores is still the full-size conversion
+    converts only those; where the rows the resize reads can be laid out in a smaller frame
+    (decode.linear_rows: 1080p, portrait too, 1440p), only those rows. The image it scores is still the full-size conversion
     resized with INTER_LINEAR (as SceneManager makes it), frame by frame, moving colour
     pictures and a cut included (full-range yuvj420p too). Elsewhere (another factor) the
     whole frame is converted."""
