@@ -1,8 +1,8 @@
 """Everything PyAV: opening a video within limits, decoding its frames, and finding them again.
 
 Pass 1 decodes every frame forward once (`decode_every`: a frame left out could hold a
-cut), on a thread of its own (`Ahead`), each frame made into what PySceneDetect's
-SceneManager would score and shrunk for the filters (`shrinker`). Pass 2 (`read_frames`)
+cut), on a thread of its own (`Ahead`); the scanning thread makes each frame into what
+PySceneDetect's SceneManager would score, shrunk for the filters (`shrinker`). Pass 2 (`read_frames`)
 seeks forward to chosen frames. Frames are turned upright (`upright_image`) as they leave
 this module.
 
@@ -183,7 +183,8 @@ class Ahead:
     """Runs a frame iterator on a thread of its own, up to DEPTH frames ahead.
 
     Performance: PyAV lets go of the GIL while it decodes, so the next frames decode
-    while this thread scores the last one (12-15 % less wall time on 2 cores). Frames
+    while this thread scores the last one (12-15 % less wall time on 2 cores); the
+    thread does nothing else, so FFmpeg's frame threads get their next packet at once. Frames
     are handed over through C queues (`queue.SimpleQueue`: the items, and DEPTH tokens
     of room), not `queue.Queue`, whose Python conditions took 15 % of the GIL's time.
     As a context manager: leaving it stops the thread and waits for it, so the
@@ -326,9 +327,9 @@ def shrinker() -> Callable[[av.VideoFrame], Small]:
     decoder's threads have the cores). The planes from the small image cost 0.02 ms; a
     swscale AREA shrink of the frame's own planes cost 0.3 ms at 720p, 0.7 ms at
     1080x1920 and 4.8 ms at 4K. All of it but the sampler's copy of rows (numpy, 0.3 ms
-    at 1080p) lets go of the GIL, so the decoding thread shrinks its frames while the
-    scan scores the last. A swscale context is not for two threads at once: one
-    shrinker per thread.
+    at 1080p) lets go of the GIL. It runs on the scanning thread, beside the decoding
+    one (detect's `_Scan.shrinker` says why). A swscale context is not for two threads
+    at once: one shrinker per thread.
     """
     to_bgr = VideoReformatter()
     sampler = _Sampler(whole=to_bgr)
@@ -543,13 +544,6 @@ def scene_manager_resize(bgr: np.ndarray, size: tuple[int, int]) -> np.ndarray:
         step_x, step_y = steps
         return np.ascontiguousarray(bgr[step_y // 2::step_y, step_x // 2::step_x])
     return cv2.resize(bgr, size, interpolation=cv2.INTER_LINEAR)
-
-
-def shrunk(frames: Iterator, shrink: Callable) -> Iterator[tuple[int, av.VideoFrame, Small]]:
-    """(frame number, frame, shrink(frame)) for each of `frames`."""
-    with contextlib.closing(frames):
-        for index, frame in frames:
-            yield index, frame, shrink(frame)
 
 
 # --- Rotation --------------------------------------------------------------------------------
