@@ -629,7 +629,8 @@ def read_frames(path, detection, windows: Iterable, *, check: Callable[[], None]
     between are never decoded), and until it is `APPROACH` frames away it decodes only
     reference frames (`skip_frame = NONREF`: no other frame depends on the skipped
     ones, so what is decoded stays exact). Should the window's first frame be skipped
-    all the same, it seeks back to the keyframe once and decodes everything.
+    all the same, it seeks back to the keyframe once and decodes everything, and then
+    from the keyframe before that one (MPEG-TS: see below).
     """
     spans = sorted({(w, w) if isinstance(w, int) else tuple(w) for w in windows})
     if not spans:
@@ -645,10 +646,14 @@ def read_frames(path, detection, windows: Iterable, *, check: Callable[[], None]
         for first, last in spans:
             key = _keyframe_before(detection.keyframes, first)
             found = None
-            for may_skip in (True, False):
-                if frames is None or key > position or not may_skip:
-                    if frames is not None or key > 0:
-                        container.seek(detection.pts[key], stream=stream, backward=True)
+            # Then, should both miss it, from the keyframe before that one: a demuxer that
+            # seeks by decoding timestamp (MPEG-TS) lands on the packet whose DTS is the
+            # keyframe's PTS, after the keyframe itself when frames are reordered.
+            earlier = _keyframe_before(detection.keyframes, key - 1)
+            for may_skip, start in ((True, key), (False, key), (False, earlier)):
+                if frames is None or start > position or not may_skip:
+                    if frames is not None or start > 0:
+                        container.seek(detection.pts[start], stream=stream, backward=True)
                     frames, position = container.decode(stream), -1
                 found, position = _decode_until(path, frames, stream, index_of, first, position, may_skip, check)
                 if found is not None:

@@ -227,6 +227,23 @@ def test_second_pass_finds_exact_frames_even_when_skipping_misses_them(tmp_path,
     assert got == [(n, n) for n in wanted]
 
 
+def test_second_pass_finds_frames_in_mpeg_ts_whose_seeks_land_after_the_keyframe(tmp_path):
+    """MPEG-TS seeks by decoding timestamp: seeking to a keyframe's presentation time lands
+    on a later packet, so with B-frames the keyframe itself is not decoded and the next
+    GOP's keyframe comes first. The second pass goes back one keyframe more and finds
+    the exact frame (found by the adversary: FRAME_PICK=middle failed on a plain remux)."""
+    mp4, path = tmp_path / "gops.mp4", tmp_path / "gops.ts"
+    make_video(mp4, [50, 50, 50, 50], gop=50)
+    subprocess.run(["ffmpeg", "-v", "error", "-nostdin", "-y", "-i", str(mp4), "-c", "copy", str(path)], check=True)
+    detection = detect.detect(path)
+    assert detection.keyframes == [0, 50, 100, 150]
+    wanted = [25, 75, 125, 175, 199]
+    got = [(number, read_barcode(image)) for number, image, _ in decode.read_frames(path, detection, wanted)]
+    assert got == [(n, n) for n in wanted]
+    manifest = extract.extract(path, tmp_path / "out", Settings(frame_pick="middle"))
+    assert frames_of(tmp_path / "out", manifest) == [f["frame"] for f in manifest["frames"]] == [25, 75, 125, 175]
+
+
 def test_min_scene_len_merges_cuts_that_come_too_soon(tmp_path):
     path = tmp_path / "quick.mp4"
     make_video(path, [30, 5, 30, 30])
