@@ -2,9 +2,9 @@
 
 Pass 1 decodes every frame forward once (`decode_every`: a frame left out could hold a
 cut), on a thread of its own (`Ahead`); the scanning thread makes each frame into what
-PySceneDetect's SceneManager would score, shrunk for the filters (`shrinker`). Pass 2 (`read_frames`)
-seeks forward to chosen frames. Frames are turned upright (`upright_image`) as they leave
-this module.
+PySceneDetect's SceneManager would score, shrunk for the filters (`shrinker`). Pass 2
+(`read_frames`) seeks forward to chosen frames. Frames are turned upright
+(`upright_image`) as they leave this module.
 
 No other module of the service imports PyAV.
 """
@@ -183,10 +183,11 @@ class Ahead:
     """Runs a frame iterator on a thread of its own, up to DEPTH frames ahead.
 
     Performance: PyAV lets go of the GIL while it decodes, so the next frames decode
-    while this thread scores the last one (12-15 % less wall time on 2 cores); the
-    thread does nothing else, so FFmpeg's frame threads get their next packet at once. Frames
-    are handed over through C queues (`queue.SimpleQueue`: the items, and DEPTH tokens
-    of room), not `queue.Queue`, whose Python conditions took 15 % of the GIL's time.
+    while this thread scores the last one (12-15 % less wall time on 2 cores). Give it
+    the decoding alone (pass 1 does: detect's `_Scan.shrinker`), so that FFmpeg's frame
+    threads get their next packet at once. Frames are handed over through C queues
+    (`queue.SimpleQueue`: the items, and DEPTH tokens of room), not `queue.Queue`, whose
+    Python conditions took 15 % of the GIL's time.
     As a context manager: leaving it stops the thread and waits for it, so the
     container is never closed under a running decoder. An error on the thread is
     raised here.

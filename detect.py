@@ -314,9 +314,9 @@ class _Scan:
         its decode.Small and the signals measured on it (one per thread: see
         decode.shrinker). Performance: it runs on the scanning thread, not on the
         decoding thread (decode.Ahead), which only decodes: a decoding thread that also
-        shrank each frame (0.4-1.7 ms) handed FFmpeg's frame threads their next packet that
-        much later, and was the busiest thread (90 % of pass 1 on the 720p and 1080p
-        clips, the scanning thread 15-30 %). Warm, median of 12 interleaved: baseline_720p
+        shrank each frame (0.4-1.7 ms) handed FFmpeg's frame threads their next packet
+        that much later, and was the busiest thread (90 % of pass 1 on the 720p and
+        1080p clips, the scanning thread 15-30 %). Warm, median of 12 interleaved: baseline_720p
         1.43 -> 1.27 s, short_720p 1.73 -> 1.68, the reel 9.64 -> 9.43, 4K60 2.32 -> 2.29;
         only the signals here and the shrink there: 1.41 s."""
         shrink = decode.shrinker()
