@@ -651,7 +651,8 @@ def read_frames(path, detection, windows: Iterable, *, check: Callable[[], None]
             # seeks by decoding timestamp (MPEG-TS) lands on the packet whose DTS is the
             # keyframe's PTS, after the keyframe itself when frames are reordered.
             earlier = _keyframe_before(detection.keyframes, key - 1)
-            for may_skip, start in ((True, key), (False, key), (False, earlier)):
+            attempts = [(True, key), (False, key)] + ([(False, earlier)] if earlier < key else [])
+            for may_skip, start in attempts:
                 if frames is None or start > position or not may_skip:
                     if frames is not None or start > 0:
                         container.seek(detection.pts[start], stream=stream, backward=True)
