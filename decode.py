@@ -433,20 +433,22 @@ class _Sampler:
     from its own luma and the chroma of its pair. So a small yuv422p frame in which each
     sampled pixel fills a pair of its own (its luma twice, its chroma once) converts to
     the sampled pixels, each twice. Full-range yuvj420p frames (full-range x264 and x265
-    streams decode as those) go through yuvj422p, the same way. OpenCV's
-    INTER_NEAREST_EXACT resize by k (luma) and k/2 (chroma) picks source pixel
-    floor((x + 0.5) * k): the one SceneManager's resize samples, and its 2x2 block's
-    chroma.
+    streams decode as those) go through yuvj422p, the same way. The luma is every k-th
+    pixel from (k - 1) / 2 on, the one SceneManager's resize samples (a slice); the chroma
+    is OpenCV's INTER_NEAREST_EXACT resize by k/2, which picks source pixel
+    floor((x + 0.5) * k / 2): that pixel's 2x2 block's chroma.
 
     Rows: elsewhere, where the rows the resize reads can be laid out in a smaller frame
     (`linear_rows`: 1920x1080 and 1080x1920, shrunk by 7.5; 2560x1440 by 10; not
     1600x900's 6.25), that frame, in the frame's own format, is converted and shrunk
     instead of the whole frame.
 
-    Performance: 1 pixel of 25 (720p) or 225 (4K) is converted, in four OpenCV resizes
-    and one swscale call, all of them letting go of the GIL: 0.24-0.32 ms a 720p frame,
-    0.45 ms at 4K, against 0.6 and 4.2 ms for the whole conversion (and 0.39-0.57 and
-    0.75 ms for the yuv420p frame of 2x2 blocks and numpy takes this replaced). Rows: 504
+    Performance: 1 pixel of 25 (720p) or 225 (4K) is converted, in two numpy copies of
+    the luma slice (each pixel twice: 30 us holding the GIL, where two OpenCV resizes
+    took 43 us; warm baseline_720p 0.674 -> 0.659 s and 4K60 1.461 -> 1.431 s, medians of
+    36 and 16 interleaved), two OpenCV resizes and one swscale call: 0.24-0.32 ms a 720p
+    frame, 0.45 ms at 4K, against 0.6 and 4.2 ms for the whole conversion (and 0.39-0.57
+    and 0.75 ms for the yuv420p frame of 2x2 blocks and numpy takes this replaced). Rows: 504
     of 1080 rows converted (896 of 1920 in a portrait frame), 2.9 instead of 6.2 MiB of
     BGR a frame: 0.9-1.3 ms against 1.1-1.7 ms a frame for the whole conversion and
     resize, and 8 MiB less peak RSS warm on the 1080x1920 reel (220 against 228, median
@@ -491,12 +493,15 @@ class _Sampler:
 
     def _pixels(self, frame: av.VideoFrame, size: tuple[int, int]) -> np.ndarray:
         (small_w, small_h), width, height = size, frame.width, frame.height
+        step_x, step_y = odd_steps(width, height, size)
         pairs = av.VideoFrame(2 * small_w, small_h, PAIRS[frame.format.name])
-        luma, u, v = (_plane(pairs, index, w, small_h) for index, w in enumerate((2 * small_w, small_w, small_w)))
-        sampled = cv2.resize(_plane(frame, 0, width, height), size, interpolation=cv2.INTER_NEAREST_EXACT)
-        cv2.resize(sampled, (2 * small_w, small_h), dst=luma, interpolation=cv2.INTER_NEAREST)  # each twice
-        for index, chroma in ((1, u), (2, v)):
-            cv2.resize(_plane(frame, index, width // 2, height // 2), size, dst=chroma,
+        source, into = frame.planes, pairs.planes
+        luma = _view(into[0], 2 * small_w, small_h)
+        sampled = _view(source[0], width, height)[step_y // 2::step_y, step_x // 2::step_x]
+        luma[:, 0::2] = sampled  # each twice
+        luma[:, 1::2] = sampled
+        for index in (1, 2):
+            cv2.resize(_view(source[index], width // 2, height // 2), size, dst=_view(into[index], small_w, small_h),
                        interpolation=cv2.INTER_NEAREST_EXACT)
         pairs.colorspace, pairs.color_range = frame.colorspace, frame.color_range
         bgr = bgr_image(pairs, self.reformatter)
@@ -523,7 +528,11 @@ def telling(small: np.ndarray) -> bool:
 
 def _plane(frame: av.VideoFrame, index: int, width: int, height: int) -> np.ndarray:
     """A plane of a decoded frame as a `height` x `width` view (no copy)."""
-    plane = frame.planes[index]
+    return _view(frame.planes[index], width, height)
+
+
+def _view(plane, width: int, height: int) -> np.ndarray:
+    """A frame's plane (one of `frame.planes`) as a `height` x `width` view (no copy)."""
     return np.frombuffer(plane, np.uint8).reshape(height, plane.line_size)[:, :width]
 
 
