@@ -40,8 +40,8 @@ USABLE_CPUS = cpus.usable_cpus()
 DECODE_THREADS = min(16, 2 * USABLE_CPUS + 1)
 # Each frame thread holds about two frames of its own (decoding alone, peak RSS: 7.5 MiB
 # a thread at 1080p, 24 MiB at 4K). Above this many bytes of frames in the threads, fewer
-# threads (never fewer than a core's worth plus one).
-DECODE_BYTES = 40 << 20
+# threads (never fewer than one a CPU).
+DECODE_BYTES = 32 << 20
 APPROACH = 16  # frames before a wanted frame where pass 2 resumes full decoding
 
 Frame = av.VideoFrame  # a decoded frame, as the other modules see it
@@ -128,12 +128,15 @@ def open_video(path, *, max_pixels: int = 0) -> tuple[av.container.InputContaine
 
 def decode_threads(width: int, height: int) -> int:
     """Frame threads for frames of this size: DECODE_THREADS, fewer where their frames
-    would pass DECODE_BYTES: 5 on 2 CPUs up to 1440p, 3 at 4K.
+    would pass DECODE_BYTES: 5 on 2 CPUs up to 1440p, 2 at 4K.
 
     Performance: at 4K, 3 threads instead of 5 decode in the same time on 2 cores (warm
     4K60: 2.38 against 2.33 s, median of 10 interleaved, within the machine's noise) and
-    hold 48 MiB less (decoding alone: 138 -> 90 MiB)."""
-    floor = min(DECODE_THREADS, USABLE_CPUS + 1)
+    hold 48 MiB less (decoding alone: 138 -> 90 MiB); 2 instead of 3 again (the 30 s 4K60
+    clip warm: 12.70 against 12.70 s, median of 5 interleaved) and 36 MiB less (peak RSS
+    warm 325-337 against 350-373 MiB): "best"'s pool holds 4-6 decoded frames beside
+    the threads' own, 12 MiB each at 4K."""
+    floor = min(DECODE_THREADS, USABLE_CPUS)
     return max(floor, min(DECODE_THREADS, DECODE_BYTES // frame_bytes(width, height)))
 
 
