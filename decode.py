@@ -489,14 +489,14 @@ class _Sampler:
         not r // 2), which neither way's new frame would be."""
         if frame.format.name not in PAIRS or frame.width % 2 or frame.height % 2 or frame.interlaced_frame:
             return None
-        if odd_steps(frame.width, frame.height, size):
-            return self._pixels
+        steps = odd_steps(frame.width, frame.height, size)
+        if steps:
+            return functools.partial(self._pixels, steps=steps)
         rows = linear_rows(frame.height, size[1], width_factor=frame.width / size[0])
         return functools.partial(self._rows, rows=rows) if rows is not None else None
 
-    def _pixels(self, frame: av.VideoFrame, size: tuple[int, int]) -> np.ndarray:
-        (small_w, small_h), width, height = size, frame.width, frame.height
-        step_x, step_y = odd_steps(width, height, size)
+    def _pixels(self, frame: av.VideoFrame, size: tuple[int, int], *, steps: tuple[int, int]) -> np.ndarray:
+        (small_w, small_h), (step_x, step_y), width, height = size, steps, frame.width, frame.height
         pairs = av.VideoFrame(2 * small_w, small_h, PAIRS[frame.format.name])
         source, into = frame.planes, pairs.planes
         luma = _view(into[0], 2 * small_w, small_h)
@@ -516,7 +516,7 @@ class _Sampler:
         for index, (read, side) in enumerate(((rows.luma, 1), (rows.chroma, 2), (rows.chroma, 2))):
             plane = frame.planes[index]  # whole lines (with their padding): a row copy each
             lines = np.frombuffer(plane, np.uint8).reshape(height // side, plane.line_size).take(read, axis=0)
-            _plane(sample, index, width // side, len(read))[...] = lines[:, :width // side]
+            _view(sample.planes[index], width // side, len(read))[...] = lines[:, :width // side]
         sample.colorspace, sample.color_range = frame.colorspace, frame.color_range
         return cv2.resize(bgr_image(sample, self.reformatter), size, interpolation=cv2.INTER_LINEAR)
 
@@ -527,11 +527,6 @@ def telling(small: np.ndarray) -> bool:
     of a column). A flat frame (a black fade-in) proves nothing."""
     rows, columns = small.mean(axis=1), small.mean(axis=0)
     return bool(np.ptp(rows, axis=0).max() >= 8 and np.ptp(columns, axis=0).max() >= 8)
-
-
-def _plane(frame: av.VideoFrame, index: int, width: int, height: int) -> np.ndarray:
-    """A plane of a decoded frame as a `height` x `width` view (no copy)."""
-    return _view(frame.planes[index], width, height)
 
 
 def _view(plane, width: int, height: int) -> np.ndarray:
