@@ -242,6 +242,11 @@ def test_second_pass_finds_frames_in_mpeg_ts_whose_seeks_land_after_the_keyframe
     assert got == [(n, n) for n in wanted]
     manifest = extract.extract(path, tmp_path / "out", Settings(frame_pick="middle"))
     assert frames_of(tmp_path / "out", manifest) == [f["frame"] for f in manifest["frames"]] == [25, 75, 125, 175]
+    default = extract.extract(path, tmp_path / "default", Settings())  # FRAME_PICK=best, as production runs
+    chosen = [f["frame"] for f in default["frames"]]
+    assert frames_of(tmp_path / "default", default) == chosen
+    assert [f["scene"] for f in default["frames"]] == [0, 1, 2, 3]
+    assert all(abs(n - middle) <= 8 for n, middle in zip(chosen, [25, 75, 125, 175], strict=True))
 
 
 def test_min_scene_len_merges_cuts_that_come_too_soon(tmp_path):
