@@ -17,9 +17,10 @@ a full decode with the service's decoder settings (`decode.open_video`: frame th
 it was the reference frames alone, `skip_frame = NONREF`: 0.6-0.8x of this on x264 files.)
 
 The exact bound (`--exact`) adds what PySceneDetect's own cuts cannot do without either:
-each frame made into the image SceneManager scores (converted to BGR at full size by
-swscale, then SceneManager's INTER_LINEAR resize: decode.shrinker, whose small planes
-cost 0.02 ms a frame more) and scored by ContentDetector (detect.ScoringDetector), on the
+each frame made into the image SceneManager scores, bit for bit (decode.shrinker, as the
+service makes it: the pixels or rows SceneManager's INTER_LINEAR resize reads, converted
+by swscale, where decode._Sampler may; else the whole frame converted, then the resize;
+its small planes cost 0.02 ms a frame more) and scored by ContentDetector (detect.ScoringDetector), on the
 service's two threads as pass 1 runs them (decoding on decode.Ahead's, the rest on the
 scanning thread). No signals, no pool, no cut filters, no JPEGs: the least any pipeline
 whose cuts are PySceneDetect's to the frame costs on Python, PyAV and PySceneDetect.
