@@ -3,7 +3,9 @@
 whole process and warm in-process (what Lambda bills for every video after a container's first).
 
 For each video, --runs rounds (default 3), each round running every command once in turn, so
-machine load hits all alike; the median of the rounds is reported. Whole process:
+machine load hits all alike; the median of the rounds is reported. Before anything is timed, the page
+cache of the shared libraries is dropped (settle_library_pages), so peak RSS does not
+depend on whether a library file was read whole before. Whole process:
   ours    python3 app.py V -o TMP                                   (the whole job, default settings:
                                                                      FRAME_PICK=best, one pass)
   middle  python3 app.py V -o TMP --frame-pick middle               (exact middle frames, two passes)
@@ -87,6 +89,7 @@ import shutil
 import statistics
 import subprocess
 import sys
+import sysconfig
 import tempfile
 import time
 from typing import NamedTuple
@@ -184,8 +187,6 @@ def synthetic(name):
 def library_files():
     """The shared libraries the service's processes load: every one under the Python that
     runs them (the venv's site-packages, its bundled .libs folders) and Python's own."""
-    import sysconfig
-
     roots = {sysconfig.get_paths()["purelib"], sysconfig.get_paths()["platlib"], sysconfig.get_config_var("LIBDIR")}
     found = set()
     for root in filter(None, roots):
