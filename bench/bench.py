@@ -219,6 +219,23 @@ def settle_library_pages():
     return settled
 
 
+def processes_mapping(paths):
+    """The pids of other processes that map any of `paths`: settle_library_pages cannot drop
+    their pages (a leftover warm helper, a `make test` running beside, a REPL that imported
+    cv2), so those libraries' RSS stays whatever it was."""
+    wanted, found = set(paths), set()
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        if int(pid) == os.getpid():
+            continue
+        try:
+            with open(f"/proc/{pid}/maps") as fh:
+                if any(line.split()[-1] in wanted for line in fh if "/" in line):
+                    found.add(int(pid))
+        except OSError:  # gone, or not ours to read
+            continue
+    return sorted(found)
+
+
 def image_env():
     """The environment the Lambda image gives the service (the Dockerfile's ENV: glibc's
     allocator settings), so ours is measured as it runs there."""
@@ -509,6 +526,10 @@ def main():
     warmup = generated(WARMUP)
     print(f"note: dropped the page cache of {settle_library_pages()} shared libraries (see settle_library_pages)",
           file=sys.stderr)
+    busy = processes_mapping(library_files())
+    if busy:
+        print(f"warning: processes {', '.join(map(str, busy))} map these libraries, whose pages stay cached as "
+              "they were: peak RSS may count more of them (stop those processes for a settled run)", file=sys.stderr)
     cold = cold_start()
     rows = []
     for video in targets:
