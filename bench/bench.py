@@ -195,8 +195,8 @@ def library_files():
     return sorted(found)
 
 
-def settle_library_pages():
-    """Drop the page cache of the libraries (library_files) before timing, so that every
+def settle_library_pages(paths):
+    """Drop the page cache of the libraries (`paths`: library_files()) before timing, so that every
     process measured maps their pages as a deployed image's process does: fault by fault.
     A library file read whole before (as `cat cv2.abi3.so > /dev/null` does) sits in the
     page cache in large folios, which Linux (6.18 here) maps whole at the first touch: OpenCV's
@@ -206,7 +206,7 @@ def settle_library_pages():
     needs no privilege and drops clean pages no process maps; PySceneDetect's are the same
     files. Returns how many files it was told of."""
     settled = 0
-    for path in library_files():
+    for path in paths:
         try:
             fd = os.open(path, os.O_RDONLY)
         except OSError:
@@ -524,9 +524,10 @@ def main():
     if not targets:
         fail(f"no video's name contains any of {args.only}")
     warmup = generated(WARMUP)
-    print(f"note: dropped the page cache of {settle_library_pages()} shared libraries (see settle_library_pages)",
-          file=sys.stderr)
-    busy = processes_mapping(library_files())
+    libraries = library_files()
+    print(f"note: dropped the page cache of {settle_library_pages(libraries)} shared libraries "
+          "(see settle_library_pages)", file=sys.stderr)
+    busy = processes_mapping(libraries)
     if busy:
         print(f"warning: processes {', '.join(map(str, busy))} map these libraries, whose pages stay cached as "
               "they were: peak RSS may count more of them (stop those processes for a settled run)", file=sys.stderr)

@@ -25,7 +25,8 @@ def test_the_settled_page_cache_covers_every_library_the_service_maps():
     mapped = {fields[5] for fields in map(str.split, maps.splitlines()) if len(fields) > 5 and ".so" in fields[5]}
     ours = {path for path in mapped if path.startswith((sys.prefix, sysconfig.get_config_var("LIBDIR")))}
     assert any("cv2" in path for path in ours) and any("libavcodec" in path for path in ours)
-    assert ours <= set(bench.library_files()), sorted(ours - set(bench.library_files()))
+    listed = set(bench.library_files())
+    assert ours <= listed, sorted(ours - listed)
 
 
 def test_a_process_that_maps_the_libraries_is_named():
@@ -33,10 +34,11 @@ def test_a_process_that_maps_the_libraries_is_named():
     the bench names it instead of measuring as though the settle had worked."""
     holder = subprocess.Popen([sys.executable, "-c", "import cv2, sys; print(flush=True); sys.stdin.read()"],
                               stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    libraries = bench.library_files()
     try:
         holder.stdout.readline()  # cv2 is mapped
-        assert holder.pid in bench.processes_mapping(bench.library_files())
+        assert holder.pid in bench.processes_mapping(libraries)
     finally:
         holder.stdin.close()
         holder.wait(timeout=30)
-    assert holder.pid not in bench.processes_mapping(bench.library_files())
+    assert holder.pid not in bench.processes_mapping(libraries)
