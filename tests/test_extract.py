@@ -13,6 +13,8 @@ import cv2
 import media
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from media import frames_of, make_video, read_barcode
 
 import choose
@@ -893,6 +895,48 @@ def test_average_hash_sets_a_bit_per_pixel_brighter_than_the_mean_first_pixel_hi
         bits = "".join("1" if v > thumb.mean() else "0" for v in thumb)
         assert quality.average_hash(thumb.tobytes()) == int(bits, 2)
     assert quality.average_hash(bytes([255] + [0] * 63)) == 1 << 63
+
+
+def exact_area_means(gray, side):
+    """Area means by weight matrices in integers: weight[i, r] is side times the part of
+    source row r inside band i (rows [i * height / side, (i + 1) * height / side)), rounded half up."""
+    def weights(n):
+        edges = np.arange(side + 1) * n  # the borders, times side
+        pixel = np.arange(n + 1) * side
+        inside = np.minimum(edges[1:, None], pixel[None, 1:]) - np.maximum(edges[:-1, None], pixel[None, :-1])
+        return np.maximum(inside, 0).astype(np.int64)
+    height, width = gray.shape
+    sums = weights(height) @ gray.astype(np.int64) @ weights(width).T
+    return (2 * sums + height * width) // (2 * height * width)  # the mean is sums / (height * width)
+
+
+@settings(max_examples=150, deadline=None, derandomize=True)
+@given(height=st.integers(32, 500), width=st.integers(32, 500), seed=st.integers(0, 2**32 - 1),
+       smooth=st.booleans())
+def test_area_shrink_gives_the_exact_area_means_and_opencvs_to_a_level(height, width, seed, smooth):
+    """quality.area_shrink is the exact area means, rounded half up, on sizes that divide
+    and sizes that do not; OpenCV's INTER_AREA resize to 32x32 is the same but for its
+    rounding of a mean on a half (at most a level apart)."""
+    rng = np.random.default_rng(seed)
+    gray = rng.integers(0, 256, (height, width), dtype=np.uint8)
+    if smooth:  # large flat areas and gradients, where a mean often lands on a half
+        gray = cv2.resize(gray[:max(1, height // 16), :max(1, width // 16)], (width, height),
+                          interpolation=cv2.INTER_LINEAR)
+    shrunk = quality.area_shrink(gray, 32)
+    assert np.array_equal(shrunk, exact_area_means(gray, 32))
+    opencv = cv2.resize(gray, (32, 32), interpolation=cv2.INTER_AREA)
+    assert np.abs(shrunk.astype(int) - opencv).max() <= 1
+
+
+def test_perceptual_hash_is_the_dct_hash_of_the_area_shrunk_grey_picture():
+    """The hash as first written (with OpenCV's own area resize), on a picture at the sizes of real frames."""
+    for width, height in [(1280, 720), (1080, 1920), (3840, 2160), (854, 480), (20, 30)]:
+        bgr = cv2.resize(media.draw_frame(3, media.COLOURS[2], 320, 240, 17), (width, height),
+                         interpolation=cv2.INTER_CUBIC)
+        gray = cv2.resize(cv2.cvtColor(bgr, cv2.COLOR_BGR2GRAY), (32, 32), interpolation=cv2.INTER_AREA)
+        low = cv2.dct(np.float32(gray))[:8, :8].flatten()[1:]
+        median = np.partition(low, 31)[31]
+        assert quality.perceptual_hash(bgr) == int("".join("1" if v > median else "0" for v in low), 2)
 
 
 def test_perceptual_hash_ignores_brightness_but_not_the_picture():
