@@ -913,18 +913,19 @@ def exact_area_means(gray, side):
 @settings(max_examples=150, deadline=None, derandomize=True)
 @given(height=st.integers(32, 500), width=st.integers(32, 500), seed=st.integers(0, 2**32 - 1),
        smooth=st.booleans())
-def test_area_shrink_gives_the_exact_area_means_and_opencvs_to_a_level(height, width, seed, smooth):
-    """quality.area_shrink is the exact area means, rounded half up, on sizes that divide
-    and sizes that do not; OpenCV's INTER_AREA resize to 32x32 is the same but for its
-    rounding of a mean on a half (at most a level apart)."""
+def test_grey_area_shrink_gives_the_exact_area_means_and_opencvs_to_a_level(height, width, seed, smooth):
+    """quality.grey_area_shrink is the exact area means of OpenCV's grey picture, rounded
+    half up, on sizes that divide and sizes that do not; OpenCV's INTER_AREA resize to
+    32x32 is the same but for its rounding of a mean on a half (at most a level apart)."""
     rng = np.random.default_rng(seed)
-    gray = rng.integers(0, 256, (height, width), dtype=np.uint8)
+    bgr = rng.integers(0, 256, (height, width, 3), dtype=np.uint8)
     if smooth:  # large flat areas and gradients, where a mean often lands on a half
-        gray = cv2.resize(gray[:max(1, height // 16), :max(1, width // 16)], (width, height),
-                          interpolation=cv2.INTER_LINEAR)
-    shrunk = quality.area_shrink(gray, 32)
-    assert np.array_equal(shrunk, exact_area_means(gray, 32))
-    opencv = cv2.resize(gray, (32, 32), interpolation=cv2.INTER_AREA)
+        bgr = cv2.resize(bgr[:max(1, height // 16), :max(1, width // 16)], (width, height),
+                         interpolation=cv2.INTER_LINEAR)
+    grey = cv2.cvtColor(bgr, cv2.COLOR_BGR2GRAY)
+    shrunk = quality.grey_area_shrink(bgr, 32)
+    assert np.array_equal(shrunk, exact_area_means(grey, 32))
+    opencv = cv2.resize(grey, (32, 32), interpolation=cv2.INTER_AREA)
     assert np.abs(shrunk.astype(int) - opencv).max() <= 1
 
 
