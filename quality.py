@@ -75,6 +75,9 @@ def rate(luma: np.ndarray, chroma: np.ndarray | None = None) -> Quality:
     return Quality(has_content(luma, chroma), sharpness(luma))
 
 
+HASH_SIDE = 32  # the perceptual hash's DCT is of a HASH_SIDE x HASH_SIDE grey picture
+
+
 def perceptual_hash(bgr: np.ndarray) -> int:
     """64-bit DCT hash of a picture: near-identical pictures differ in few bits. The DCT
     of its grey picture shrunk to HASH_SIDE x HASH_SIDE by area (`grey_area_shrink`); the
@@ -84,8 +87,6 @@ def perceptual_hash(bgr: np.ndarray) -> int:
     median = np.partition(low, len(low) // 2)[len(low) // 2]
     return int("".join("1" if v > median else "0" for v in low), 2)
 
-
-HASH_SIDE = 32
 
 
 def grey_area_shrink(bgr: np.ndarray, side: int) -> np.ndarray:
@@ -104,7 +105,8 @@ def grey_area_shrink(bgr: np.ndarray, side: int) -> np.ndarray:
     Band by band, no grey copy of the whole picture is made (8 MiB at 4K).
     """
     height, width = bgr.shape[:2]
-    if height < side or width < side:  # area "enlarges" differently: OpenCV's own
+    # Area "enlarges" differently; cv2.reduce sums 8-bit pixels only: OpenCV's own resize.
+    if height < side or width < side or bgr.dtype != np.uint8:
         return cv2.resize(cv2.cvtColor(bgr, cv2.COLOR_BGR2GRAY), (side, side), interpolation=cv2.INTER_AREA)
     # Each border between bands: the source row it falls in, and the part (of side) of that row above it.
     row_at, row_part = np.divmod(np.arange(side + 1) * height, side)

@@ -938,6 +938,7 @@ def test_perceptual_hash_is_the_dct_hash_of_the_area_shrunk_grey_picture():
         low = cv2.dct(np.float32(gray))[:8, :8].flatten()[1:]
         median = np.partition(low, 31)[31]
         assert quality.perceptual_hash(bgr) == int("".join("1" if v > median else "0" for v in low), 2)
+        assert quality.perceptual_hash(bgr.astype(np.uint16) * 257) == quality.perceptual_hash(bgr)  # 16-bit too
 
 
 def test_perceptual_hash_ignores_brightness_but_not_the_picture():
