@@ -88,7 +88,6 @@ def perceptual_hash(bgr: np.ndarray) -> int:
     return int("".join("1" if v > median else "0" for v in low), 2)
 
 
-
 def grey_area_shrink(bgr: np.ndarray, side: int) -> np.ndarray:
     """A BGR picture's grey (OpenCV's BGR2GRAY) shrunk to `side` x `side` by area: each
     pixel the mean of the source area it covers (a source pixel cut by a border counts by
