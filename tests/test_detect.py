@@ -188,6 +188,36 @@ def test_the_rows_sample_shrinks_to_the_same_bits_as_the_whole_frame(shape, laid
     assert np.array_equal(cv2.resize(sampled_chroma, size, interpolation=cv2.INTER_LINEAR), expected_chroma)
 
 
+def test_a_pyav_frame_over_a_numpy_buffer_is_laid_out_as_the_rows_sample_assumes(tmp_path):
+    """decode._Sampler._rows_into copies the rows into a numpy buffer once and hands swscale
+    a frame over it (`av.VideoFrame.from_numpy_buffer`): the frame is `rows` high (PyAV
+    takes the buffer's rows // 6 * 4), its chroma lines half the luma's, its planes the
+    buffer's bytes one after another, and it sees what is written into the buffer later
+    (no copy). And decoded 1080p frames have such lines, so that is the way they take."""
+    import av
+
+    import decode
+
+    rows, line, width = 504, 1152, 1080
+    buffer = np.zeros((rows * 3 // 2, line), np.uint8)
+    frame = av.VideoFrame.from_numpy_buffer(buffer, "yuv420p", width=width)
+    assert (frame.width, frame.height) == (width, rows)
+    assert [plane.line_size for plane in frame.planes] == [line, line // 2, line // 2]
+    flat = buffer.reshape(-1)
+    flat[:] = np.arange(flat.size) % 251
+    luma, chroma = rows * line, rows // 2 * line // 2
+    for plane, start, size in zip(frame.planes, (0, luma, luma + chroma), (luma, chroma, chroma), strict=True):
+        assert bytes(plane)[:size] == flat[start:start + size].tobytes()
+
+    path = tmp_path / "hd.mp4"
+    make_video(path, [2], width=1920, height=1080, bframes=0)
+    sampler, size = decode._Sampler(), decode.small_size(1920, 1080)
+    rows_read = decode.linear_rows(1080, size[1], width_factor=1920 / size[0])
+    with av.open(str(path)) as container:
+        decoded = next(container.decode(video=0))
+        assert sampler._rows_into(decoded, rows_read) is not None
+
+
 @pytest.mark.parametrize(("width", "height"), [(1920, 1080), (1280, 720)])
 def test_interlaced_frames_are_converted_whole_after_a_flat_first_frame_too(tmp_path, width, height):
     """swscale converts a frame flagged interlaced field by field (luma row r with chroma
