@@ -193,7 +193,9 @@ def test_a_pyav_frame_over_a_numpy_buffer_is_laid_out_as_the_rows_sample_assumes
     a frame over it (`av.VideoFrame.from_numpy_buffer`): the frame is `rows` high (PyAV
     takes the buffer's rows // 6 * 4), its chroma lines half the luma's, its planes the
     buffer's bytes one after another, and it sees what is written into the buffer later
-    (no copy). And decoded 1080p frames have such lines, so that is the way they take."""
+    (no copy). And decoded 1080p frames have such lines, so that is the way they take;
+    a sample of rows not a multiple of 4 (1920x1350: 630) is copied the other way
+    (`_rows_copied`; its pixels pinned by the test below)."""
     import av
 
     import decode
@@ -216,6 +218,14 @@ def test_a_pyav_frame_over_a_numpy_buffer_is_laid_out_as_the_rows_sample_assumes
     with av.open(str(path)) as container:
         decoded = next(container.decode(video=0))
         assert sampler._rows_into(decoded, rows_read) is not None
+
+    path = tmp_path / "odd.mp4"
+    make_video(path, [2], width=1920, height=1350, bframes=0)
+    size = decode.small_size(1920, 1350)
+    rows_read = decode.linear_rows(1350, size[1], width_factor=1920 / size[0])
+    assert len(rows_read.luma) % 4
+    with av.open(str(path)) as container:
+        assert decode._Sampler()._rows_into(next(container.decode(video=0)), rows_read) is None
 
 
 @pytest.mark.parametrize(("width", "height"), [(1920, 1080), (1280, 720)])
@@ -268,7 +278,8 @@ def test_the_sampler_checks_frames_until_one_that_would_show_a_wrong_sample(tmp_
 @pytest.mark.parametrize(("width", "height", "pix_fmt", "sampled"), [
     (3840, 2160, "yuv420p", True), (1280, 720, "yuv420p", True), (1792, 1008, "yuv420p", True),
     (1280, 720, "yuvj420p", True), (1920, 1080, "yuv420p", True), (1080, 1920, "yuv420p", True),
-    (1920, 1080, "yuvj420p", True), (2560, 1440, "yuv420p", True), (640, 360, "yuv420p", False),
+    (1920, 1080, "yuvj420p", True), (2560, 1440, "yuv420p", True), (1920, 1350, "yuv420p", True),
+    (640, 360, "yuv420p", False),
     (1440, 1080, "yuv420p", False)])
 def test_the_shrink_converts_only_the_pixels_it_samples_to_the_same_bits(tmp_path, width, height, pix_fmt, sampled):
     """Where SceneManager's resize samples every k-th pixel (odd whole factors), decode.shrinker
