@@ -330,8 +330,8 @@ def shrinker() -> Callable[[av.VideoFrame], Small]:
     default, a thread per CPU, cost 0.77 against 0.58 ms of CPU a 720p frame: the
     decoder's threads have the cores). The planes from the small image cost 0.02 ms; a
     swscale AREA shrink of the frame's own planes cost 0.3 ms at 720p, 0.7 ms at
-    1080x1920 and 4.8 ms at 4K. All of it but the sampler's copy of rows (numpy, 0.3 ms
-    at 1080p) lets go of the GIL. It runs on the scanning thread, beside the decoding
+    1080x1920 and 4.8 ms at 4K. All of it but the sampler's copy of rows (numpy, 0.12 ms
+    a 1080x1920 frame) lets go of the GIL. It runs on the scanning thread, beside the decoding
     one (detect's `_Scan.shrinker` says why). A swscale context is not for two threads
     at once: one shrinker per thread.
     """
