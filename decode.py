@@ -514,7 +514,9 @@ class _Sampler:
         return cv2.resize(bgr, size, interpolation=cv2.INTER_NEAREST)  # one of each pair
 
     def _rows(self, frame: av.VideoFrame, size: tuple[int, int], *, rows: Rows) -> np.ndarray:
-        sample = self._rows_into(frame, rows) or self._rows_copied(frame, rows)
+        sample = self._rows_into(frame, rows)
+        if sample is None:
+            sample = self._rows_copied(frame, rows)
         sample.colorspace, sample.color_range = frame.colorspace, frame.color_range
         return cv2.resize(bgr_image(sample, self.reformatter), size, interpolation=cv2.INTER_LINEAR)
 
