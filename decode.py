@@ -477,7 +477,7 @@ class _Sampler:
             self.key, self.sample, self.proven, self.rows_frame = key, self._way(frame, size), False, None
         if self.sample is None:
             return None
-        sampled = self.sample(frame, size)
+        sampled = self.sample(self, frame, size)
         if not self.proven:
             whole = scene_manager_resize(bgr_image(frame, self.whole), size)
             if not np.array_equal(sampled, whole):
@@ -487,16 +487,19 @@ class _Sampler:
         return sampled
 
     def _way(self, frame: av.VideoFrame, size: tuple[int, int]) -> Callable | None:
-        """The way to sample frames like this one, or None. Not for an interlaced frame:
-        swscale converts its two fields apart (luma row r with chroma row 2(r // 4) + r % 2,
-        not r // 2), which neither way's new frame would be."""
+        """The way to sample frames like this one (called with the sampler first), or
+        None. Not for an interlaced frame: swscale converts its two fields apart (luma row
+        r with chroma row 2(r // 4) + r % 2, not r // 2), which neither way's new frame
+        would be. Not a bound method: kept on the sampler, that would be a reference cycle,
+        and the sampler, its kept rows frame (3-4 MiB at 4K and 5K) and its swscale
+        contexts would outlive their video until Python's cyclic collector ran."""
         if frame.format.name not in PAIRS or frame.width % 2 or frame.height % 2 or frame.interlaced_frame:
             return None
         steps = odd_steps(frame.width, frame.height, size)
         if steps:
-            return functools.partial(self._pixels, steps=steps)
+            return functools.partial(_Sampler._pixels, steps=steps)
         rows = linear_rows(frame.height, size[1], width_factor=frame.width / size[0])
-        return functools.partial(self._rows, rows=rows) if rows is not None else None
+        return functools.partial(_Sampler._rows, rows=rows) if rows is not None else None
 
     def _pixels(self, frame: av.VideoFrame, size: tuple[int, int], *, steps: tuple[int, int]) -> np.ndarray:
         (small_w, small_h), (step_x, step_y), width, height = size, steps, frame.width, frame.height

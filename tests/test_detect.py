@@ -229,6 +229,34 @@ def test_a_pyav_frame_over_a_numpy_buffer_is_laid_out_as_the_rows_sample_assumes
 
 
 @pytest.mark.parametrize(("width", "height"), [(1920, 1080), (1280, 720)])
+def test_a_sampler_is_freed_with_its_video_without_the_cyclic_collector(tmp_path, width, height):
+    """decode._Sampler keeps a rows frame for its kind of frame (3-4 MiB at 4K and 5K) and
+    swscale contexts: once its shrinker is let go, they go at once, by reference count,
+    not whenever Python's cyclic collector next runs (a warm process would hold one
+    sampler's buffers for each video until then). The way it samples is kept unbound."""
+    import gc
+    import weakref
+
+    import av
+
+    import decode
+
+    path = tmp_path / "freed.mp4"
+    make_video(path, [2], width=width, height=height, bframes=0)
+    sampler, size = decode._Sampler(), decode.small_size(width, height)
+    with av.open(str(path)) as container:
+        for frame in container.decode(video=0):
+            assert sampler.small(frame, size) is not None
+    gone = weakref.ref(sampler)
+    gc.disable()
+    try:
+        del sampler
+        assert gone() is None
+    finally:
+        gc.enable()
+
+
+@pytest.mark.parametrize(("width", "height"), [(1920, 1080), (1280, 720)])
 def test_interlaced_frames_are_converted_whole_after_a_flat_first_frame_too(tmp_path, width, height):
     """swscale converts a frame flagged interlaced field by field (luma row r with chroma
     row 2(r // 4) + r % 2): neither way of decode._Sampler makes such a frame, so an
