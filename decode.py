@@ -261,7 +261,9 @@ def bgr_image(frame: av.VideoFrame, reformatter: VideoReformatter | None = None)
     A frame tagged with a colour space swscale refuses to convert ("Operation not
     supported": YCgCo, BT.2020 constant luminance, ICtCp, chroma-derived) is converted
     as untagged video is (BT.601), which is what a player that cannot honour the tag
-    shows, and OpenCV's conversion, which reads no tag (tests/test_extract.py).
+    shows (tests/test_extract.py). OpenCV's VideoCapture (5.0) fails the same conversion
+    and hands over the same flat picture for every frame, so PySceneDetect finds no cut
+    in such a video; here it gets its cuts.
     """
     reformatter = reformatter or VideoReformatter()
     try:
