@@ -458,7 +458,7 @@ class _Sampler:
     BGR a frame: 0.9-1.3 ms against 1.1-1.7 ms a frame for the whole conversion and
     resize, and 8 MiB less peak RSS warm on the 1080x1920 reel (220 against 228, median
     of 3). The rows are copied whole, padding and all, in one `np.take` into a frame kept
-    for the kind (`_rows_into`): 0.12 ms a reel frame, where a new frame and a copy
+    for the kind (`_rows_frame`): 0.12 ms a reel frame, where a new frame and a copy
     through a temporary took 0.25 (and copying only the picture's width 0.5-0.8); the
     reel warm 5.81 -> 5.64 s (4 interleaved rounds, every one faster). Leaving out the columns
     nothing reads as well costs more than it saves: gathering them took OpenCV's remap
@@ -470,7 +470,7 @@ class _Sampler:
         shrinker's own, on the same thread)."""
         self.reformatter, self.whole, self.key, self.sample, self.proven = (
             VideoReformatter(), whole or VideoReformatter(), None, None, False)
-        self.rows_frame = None  # (buffer, frame, its planes as arrays): `_rows_into`'s
+        self.rows_frame = None  # the kind's frame for the rows sample and its planes (`_rows_frame`)
 
     def small(self, frame: av.VideoFrame, size: tuple[int, int]) -> np.ndarray | None:
         key = (frame.width, frame.height, frame.format.name, frame.colorspace, frame.color_range,
@@ -519,41 +519,33 @@ class _Sampler:
         return cv2.resize(bgr, size, interpolation=cv2.INTER_NEAREST)  # one of each pair
 
     def _rows(self, frame: av.VideoFrame, size: tuple[int, int], *, rows: Rows) -> np.ndarray:
-        sample = self._rows_into(frame, rows)
-        if sample is None:
-            sample = self._rows_copied(frame, rows)
-        sample.colorspace, sample.color_range = frame.colorspace, frame.color_range
-        return cv2.resize(bgr_image(sample, self.reformatter), size, interpolation=cv2.INTER_LINEAR)
-
-    def _rows_into(self, frame: av.VideoFrame, rows: Rows) -> av.VideoFrame | None:
-        """The rows in one copy, into a frame kept for the kind: a numpy buffer with the
-        frame's own line sizes (`av.VideoFrame.from_numpy_buffer`, whose 4:2:0 chroma lines
-        are half the luma's, and whose height is its rows // 6 * 4), filled by `np.take`
-        of whole lines. None where the frame's lines are not laid out so (then
-        `_rows_copied`)."""
-        lines = [plane.line_size for plane in frame.planes]
-        if len(rows.luma) % 4 or lines[0] % 2 or lines[1] != lines[0] // 2 or lines[2] != lines[1]:
-            return None
-        if self.rows_frame is None or self.rows_frame[0].shape[1] != lines[0]:
-            buffer = np.empty((len(rows.luma) * 3 // 2, lines[0]), np.uint8)
-            held = av.VideoFrame.from_numpy_buffer(buffer, frame.format.name, width=frame.width)
-            self.rows_frame = buffer, held, [np.frombuffer(plane, np.uint8).reshape(-1, plane.line_size)
-                                             for plane in held.planes]
-        _, sample, into = self.rows_frame
+        if self.rows_frame is None:
+            self.rows_frame = _rows_frame(frame, len(rows.luma))
+        sample, into = self.rows_frame
         for index, read in enumerate((rows.luma, rows.chroma, rows.chroma)):
-            plane = frame.planes[index]
-            np.take(np.frombuffer(plane, np.uint8).reshape(-1, plane.line_size), read, axis=0, out=into[index],
-                    mode="clip")  # in range: "raise" would copy through a buffer
-        return sample
+            plane, out = frame.planes[index], into[index][:len(read)]
+            lines = np.frombuffer(plane, np.uint8).reshape(-1, plane.line_size)
+            if plane.line_size == out.shape[1]:  # whole lines, padding and all, in one copy
+                np.take(lines, read, axis=0, out=out, mode="clip")  # in range: "raise" would copy through a buffer
+            else:  # lines laid out otherwise than the kind's first frame's
+                width = min(plane.line_size, out.shape[1])
+                out[:, :width] = lines[read, :width]
+        sample.colorspace, sample.color_range = frame.colorspace, frame.color_range
+        bgr = bgr_image(sample, self.reformatter)[:len(rows.luma)]
+        return cv2.resize(bgr, size, interpolation=cv2.INTER_LINEAR)
 
-    def _rows_copied(self, frame: av.VideoFrame, rows: Rows) -> av.VideoFrame:
-        width, height = frame.width, frame.height
-        sample = av.VideoFrame(width, len(rows.luma), frame.format.name)
-        for index, (read, side) in enumerate(((rows.luma, 1), (rows.chroma, 2), (rows.chroma, 2))):
-            plane = frame.planes[index]  # whole lines (with their padding): a row copy each
-            lines = np.frombuffer(plane, np.uint8).reshape(height // side, plane.line_size).take(read, axis=0)
-            _view(sample.planes[index], width // side, len(read))[...] = lines[:, :width // side]
-        return sample
+
+def _rows_frame(frame: av.VideoFrame, count: int) -> tuple[av.VideoFrame, list[np.ndarray]]:
+    """A frame for `count` rows of `frame` (its width, format and line sizes) over a numpy
+    buffer (`av.VideoFrame.from_numpy_buffer`), and its planes as arrays of lines.
+    PyAV takes a 4:2:0 frame's height as its buffer's rows // 6 * 4, its chroma lines as
+    half the luma's: the frame has `count` rows made a multiple of 4 (1920x1350's 630
+    sampled rows: 632), the 2 rows more left out after the conversion (swscale converts
+    4:2:0 row by row: luma row r with chroma row r // 2)."""
+    line = frame.planes[0].line_size + frame.planes[0].line_size % 2
+    buffer = np.zeros((-(-count // 4) * 4 * 3 // 2, line), np.uint8)
+    held = av.VideoFrame.from_numpy_buffer(buffer, frame.format.name, width=frame.width)
+    return held, [np.frombuffer(plane, np.uint8).reshape(-1, plane.line_size) for plane in held.planes]
 
 
 def telling(small: np.ndarray) -> bool:

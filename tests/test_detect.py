@@ -189,13 +189,15 @@ def test_the_rows_sample_shrinks_to_the_same_bits_as_the_whole_frame(shape, laid
 
 
 def test_a_pyav_frame_over_a_numpy_buffer_is_laid_out_as_the_rows_sample_assumes(tmp_path):
-    """decode._Sampler._rows_into copies the rows into a numpy buffer once and hands swscale
-    a frame over it (`av.VideoFrame.from_numpy_buffer`): the frame is `rows` high (PyAV
-    takes the buffer's rows // 6 * 4), its chroma lines half the luma's, its planes the
-    buffer's bytes one after another, and it sees what is written into the buffer later
-    (no copy). And decoded 1080p frames have such lines, so that is the way they take;
-    a sample of rows not a multiple of 4 (1920x1350: 630) is copied the other way
-    (`_rows_copied`; its pixels pinned by the test below)."""
+    """decode._Sampler copies the rows it samples into a frame kept for the kind of frame
+    (decode._rows_frame: `av.VideoFrame.from_numpy_buffer`) and hands swscale that: the
+    frame is the buffer's rows // 6 * 4 high (PyAV's rule), its chroma lines half the
+    luma's, its planes the buffer's bytes one after another, and it sees what is written
+    into the buffer later (no copy). Decoded 1080p frames have the kept frame's lines (one
+    copy of whole lines); a frame of the same kind with lines of another length is copied
+    by its picture's width, to the same image; a sample of rows not a multiple of 4
+    (1920x1350: 630) gets a frame 2 rows higher, left out after the conversion (its
+    pixels pinned by the test below)."""
     import av
 
     import decode
@@ -213,19 +215,31 @@ def test_a_pyav_frame_over_a_numpy_buffer_is_laid_out_as_the_rows_sample_assumes
 
     path = tmp_path / "hd.mp4"
     make_video(path, [2], width=1920, height=1080, bframes=0)
-    sampler, size = decode._Sampler(), decode.small_size(1920, 1080)
-    rows_read = decode.linear_rows(1080, size[1], width_factor=1920 / size[0])
+    sampler, size, whole = decode._Sampler(), decode.small_size(1920, 1080), av.video.reformatter.VideoReformatter()
     with av.open(str(path)) as container:
-        decoded = next(container.decode(video=0))
-        assert sampler._rows_into(decoded, rows_read) is not None
+        decoded = [f for _, f in zip(range(2), container.decode(video=0), strict=False)]
+    images = [sampler.small(f, size) for f in decoded]
+    kept, planes = sampler.rows_frame
+    assert kept.height == 504 and planes[0].shape[1] == decoded[0].planes[0].line_size
+    # The same picture with longer lines (as a decoder with another alignment gives).
+    longer = decoded[1].planes[0].line_size + 128
+    other = np.zeros((1080 * 3 // 2, longer), np.uint8)
+    other[:1080, :1920] = decode._view(decoded[1].planes[0], 1920, 1080)
+    for index, top in ((1, 1080), (2, 1080 + 270)):
+        other[top:top + 270].reshape(540, longer // 2)[:, :960] = decode._view(decoded[1].planes[index], 960, 540)
+    relaid = av.VideoFrame.from_numpy_buffer(other, "yuv420p", width=1920)
+    relaid.colorspace, relaid.color_range = decoded[1].colorspace, decoded[1].color_range
+    again = sampler.small(relaid, size)
+    assert sampler.rows_frame[0] is kept and np.array_equal(again, images[1])
+    expected = cv2.resize(whole.reformat(relaid, format="bgr24").to_ndarray(), size, interpolation=cv2.INTER_LINEAR)
+    assert np.array_equal(again, expected)
 
     path = tmp_path / "odd.mp4"
     make_video(path, [2], width=1920, height=1350, bframes=0)
-    size = decode.small_size(1920, 1350)
-    rows_read = decode.linear_rows(1350, size[1], width_factor=1920 / size[0])
-    assert len(rows_read.luma) % 4
+    sampler, size = decode._Sampler(), decode.small_size(1920, 1350)
     with av.open(str(path)) as container:
-        assert decode._Sampler()._rows_into(next(container.decode(video=0)), rows_read) is None
+        assert sampler.small(next(container.decode(video=0)), size) is not None
+    assert sampler.rows_frame[0].height == 632
 
 
 @pytest.mark.parametrize(("width", "height"), [(1920, 1080), (1280, 720)])
