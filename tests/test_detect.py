@@ -247,7 +247,8 @@ def test_a_sampler_is_freed_with_its_video_without_the_cyclic_collector(tmp_path
     """decode._Sampler keeps a rows frame for its kind of frame (3-4 MiB at 4K and 5K) and
     swscale contexts: once its shrinker is let go, they go at once, by reference count,
     not whenever Python's cyclic collector next runs (a warm process would hold one
-    sampler's buffers for each video until then). The way it samples is kept unbound."""
+    sampler's buffers for each video until then): a sampler alone, and the ones
+    detect.detect makes. The way it samples is kept unbound."""
     import gc
     import weakref
 
@@ -262,10 +263,13 @@ def test_a_sampler_is_freed_with_its_video_without_the_cyclic_collector(tmp_path
         for frame in container.decode(video=0):
             assert sampler.small(frame, size) is not None
     gone = weakref.ref(sampler)
+    gc.collect()
     gc.disable()
     try:
         del sampler
         assert gone() is None
+        detect.detect(path)  # the service's own shrinker, on its scanning thread
+        assert not [o for o in gc.get_objects() if isinstance(o, decode._Sampler)]
     finally:
         gc.enable()
 

@@ -562,7 +562,11 @@ def test_a_colour_space_swscale_refuses_is_converted_as_untagged_video(tmp_path)
     """FFmpeg's swscale refuses to convert frames tagged YCgCo (also BT.2020 constant
     luminance, ICtCp): "Operation not supported". Such a video is valid and plays; its
     frames are converted as untagged video is (BT.601), so it is scored and its frames
-    are written, not refused as undecodable."""
+    are written, not refused as undecodable. OpenCV's VideoCapture fails the same
+    conversion and hands over one flat picture for every frame, so PySceneDetect finds
+    no cut there (what decode.bgr_image says of it, pinned)."""
+    import scenedetect
+
     path = tmp_path / "ycgco.mp4"
     cuts = make_video(path, [20, 20, 20], width=320, height=240, colour_matrix="ycgco")
     with av.open(str(path)) as container:
@@ -570,6 +574,12 @@ def test_a_colour_space_swscale_refuses_is_converted_as_untagged_video(tmp_path)
         assert frame.colorspace == 8  # AVCOL_SPC_YCGCO
         with pytest.raises(av.FFmpegError):
             frame.to_ndarray(format="bgr24")  # what FFmpeg does with it, pinned
+    capture, seen = cv2.VideoCapture(str(path)), []
+    while (read := capture.read())[0]:
+        seen.append(read[1])
+    capture.release()
+    assert len(seen) == 60 and all(np.array_equal(image, seen[0]) for image in seen)
+    assert scenedetect.detect(str(path), scenedetect.ContentDetector()) == []
     assert detect.detect(path).cuts == cuts
     manifest = extract.extract(path, tmp_path / "frames", Settings(min_frames=1))
     assert [f["scene"] for f in manifest["frames"]] == [0, 1, 2]
