@@ -436,8 +436,9 @@ class _Sampler:
     3840x2160, whose frames shrink to 256x144 by 5 and 15), only those are converted.
     swscale's yuv422p -> bgr24 conversion is pointwise, as its yuv420p one: each pixel
     from its own luma and the chroma of its pair. So a small yuv422p frame in which each
-    sampled pixel fills a pair of its own (its luma twice, its chroma once) converts to
-    the sampled pixels, each twice. Full-range yuvj420p frames (full-range x264 and x265
+    sampled pixel fills a pair of its own (its luma first, its chroma once) converts to
+    the sampled pixels, each first in its pair (the second, from a luma of 0, is left
+    out). The frame is kept for the kind (`_pairs_frame`). Full-range yuvj420p frames (full-range x264 and x265
     streams decode as those) go through yuvj422p, the same way. The luma is every k-th
     pixel from (k - 1) / 2 on, the one SceneManager's resize samples (a slice); the chroma
     is OpenCV's INTER_NEAREST_EXACT resize by k/2, which picks source pixel
@@ -448,12 +449,14 @@ class _Sampler:
     1600x900's 6.25), that frame, in the frame's own format, is converted and shrunk
     instead of the whole frame.
 
-    Performance: 1 pixel of 25 (720p) or 225 (4K) is converted, in two numpy copies of
-    the luma slice (each pixel twice: 30 us holding the GIL, where two OpenCV resizes
-    took 43 us; warm baseline_720p 0.674 -> 0.659 s and 4K60 1.461 -> 1.431 s, medians of
-    36 and 16 interleaved), two OpenCV resizes and one swscale call: 0.24-0.32 ms a 720p
-    frame, 0.45 ms at 4K, against 0.6 and 4.2 ms for the whole conversion (and 0.39-0.57
-    and 0.75 ms for the yuv420p frame of 2x2 blocks and numpy takes this replaced). Rows: 504
+    Performance: 1 pixel of 25 (720p) or 225 (4K) is converted, in one numpy copy of
+    the luma slice (where two OpenCV resizes took 43 us), two OpenCV resizes and one
+    swscale call: 0.24-0.32 ms a 720p frame, 0.45 ms at 4K, against 0.6 and 4.2 ms for
+    the whole conversion (and 0.39-0.57 and 0.75 ms for the yuv420p frame of 2x2 blocks
+    and numpy takes this replaced). The kept frame and one luma copy instead of a new
+    frame and each luma twice: about 25 us less a 720p frame on the scanning thread, the
+    reading of the frame's sampled lines (cold in the cache: 0.2-0.25 ms) the most of
+    what is left. Rows: 504
     of 1080 rows converted (896 of 1920 in a portrait frame), 2.9 instead of 6.2 MiB of
     BGR a frame: 0.9-1.3 ms against 1.1-1.7 ms a frame for the whole conversion and
     resize, and 8 MiB less peak RSS warm on the 1080x1920 reel (220 against 228, median
@@ -470,13 +473,13 @@ class _Sampler:
         shrinker's own, on the same thread)."""
         self.reformatter, self.whole, self.key, self.sample, self.proven = (
             VideoReformatter(), whole or VideoReformatter(), None, None, False)
-        self.rows_frame = None  # the kind's frame for the rows sample and its planes (`_rows_frame`)
+        self.kept = None  # the kind's frame for its sample, and views of its planes (`_pairs_frame`, `_rows_frame`)
 
     def small(self, frame: av.VideoFrame, size: tuple[int, int]) -> np.ndarray | None:
         key = (frame.width, frame.height, frame.format.name, frame.colorspace, frame.color_range,
                frame.interlaced_frame, size)
         if key != self.key:
-            self.key, self.sample, self.proven, self.rows_frame = key, self._way(frame, size), False, None
+            self.key, self.sample, self.proven, self.kept = key, self._way(frame, size), False, None
         if self.sample is None:
             return None
         sampled = self.sample(self, frame, size)
@@ -504,24 +507,21 @@ class _Sampler:
         return functools.partial(_Sampler._rows, rows=rows) if rows is not None else None
 
     def _pixels(self, frame: av.VideoFrame, size: tuple[int, int], *, steps: tuple[int, int]) -> np.ndarray:
-        (small_w, small_h), (step_x, step_y), width, height = size, steps, frame.width, frame.height
-        pairs = av.VideoFrame(2 * small_w, small_h, PAIRS[frame.format.name])
-        source, into = frame.planes, pairs.planes
-        luma = _view(into[0], 2 * small_w, small_h)
-        sampled = _view(source[0], width, height)[step_y // 2::step_y, step_x // 2::step_x]
-        luma[:, 0::2] = sampled  # each twice
-        luma[:, 1::2] = sampled
-        for index in (1, 2):
-            cv2.resize(_view(source[index], width // 2, height // 2), size, dst=_view(into[index], small_w, small_h),
+        if self.kept is None:
+            self.kept = _pairs_frame(frame, size)
+        pairs, (luma, *chroma) = self.kept
+        (step_x, step_y), source, width, height = steps, frame.planes, frame.width, frame.height
+        luma[:] = _view(source[0], width, height)[step_y // 2::step_y, step_x // 2::step_x]
+        for index, into in enumerate(chroma, start=1):
+            cv2.resize(_view(source[index], width // 2, height // 2), size, dst=into,
                        interpolation=cv2.INTER_NEAREST_EXACT)
-        pairs.colorspace, pairs.color_range = frame.colorspace, frame.color_range
         bgr = bgr_image(pairs, self.reformatter)
-        return cv2.resize(bgr, size, interpolation=cv2.INTER_NEAREST)  # one of each pair
+        return cv2.resize(bgr, size, interpolation=cv2.INTER_NEAREST)  # the first of each pair
 
     def _rows(self, frame: av.VideoFrame, size: tuple[int, int], *, rows: Rows) -> np.ndarray:
-        if self.rows_frame is None:
-            self.rows_frame = _rows_frame(frame, len(rows.luma))
-        sample, into = self.rows_frame
+        if self.kept is None:
+            self.kept = _rows_frame(frame, len(rows.luma))
+        sample, into = self.kept
         for index, read in enumerate((rows.luma, rows.chroma, rows.chroma)):
             plane, out = frame.planes[index], into[index][:len(read)]
             lines = np.frombuffer(plane, np.uint8).reshape(-1, plane.line_size)
@@ -533,6 +533,21 @@ class _Sampler:
         sample.colorspace, sample.color_range = frame.colorspace, frame.color_range
         bgr = bgr_image(sample, self.reformatter)[:len(rows.luma)]
         return cv2.resize(bgr, size, interpolation=cv2.INTER_LINEAR)
+
+
+def _pairs_frame(frame: av.VideoFrame, size: tuple[int, int]) -> tuple[av.VideoFrame, list[np.ndarray]]:
+    """The pixels sample's frame for frames like `frame` (its pair format, colour space
+    and range): `size`'s width in pairs of pixels, and views of where the sample goes in
+    it: the first luma of each pair (the second stays 0: each pixel converts from its own
+    luma, and only the first of each pair is kept), and the chroma planes."""
+    small_w, small_h = size
+    pairs = av.VideoFrame(2 * small_w, small_h, PAIRS[frame.format.name])
+    pairs.colorspace, pairs.color_range = frame.colorspace, frame.color_range
+    planes = pairs.planes
+    for plane in planes:
+        np.frombuffer(plane, np.uint8)[:] = 0
+    return pairs, [_view(planes[0], 2 * small_w, small_h)[:, 0::2], _view(planes[1], small_w, small_h),
+                   _view(planes[2], small_w, small_h)]
 
 
 def _rows_frame(frame: av.VideoFrame, count: int) -> tuple[av.VideoFrame, list[np.ndarray]]:
@@ -622,14 +637,6 @@ def pixel_aspect(stream) -> Fraction:
     """
     sar = stream.codec_context.sample_aspect_ratio
     return Fraction(sar) if sar and sar > 0 else Fraction(1)
-
-
-def video_pixel_aspect(path, *, max_pixels: int = 0) -> Fraction:
-    """`pixel_aspect` of a video file's first video stream (reads only its header;
-    `max_pixels` as open_video's, so a lying header costs no huge probe frame here either)."""
-    container, stream = open_video(path, max_pixels=max_pixels)
-    with container:
-        return pixel_aspect(stream)
 
 
 def displayed_size(width: int, height: int, *, aspect: Fraction, rotation: int) -> tuple[int, int]:

@@ -155,7 +155,7 @@ class _Options:
     min_scene_len: int | float
     check: Callable[[], None] | None
     progress: Callable[[int, int], None] | None
-    keep: Callable[[int], Collection[int]] | None
+    opened: Callable[[int, Fraction], Collection[int]] | None
     hold: Callable[[int, decode.Frame, Quality, bytes], Any] | None
     limits: decode.Limits
     flash_filter: bool
@@ -165,7 +165,7 @@ class _Options:
 
 def detect(path, *, threshold: float = 27.0, min_scene_len: int | float = 15,
            check: Callable[[], None] | None = None, progress: Callable[[int, int], None] | None = None,
-           keep: Callable[[int], Collection[int]] | None = None,
+           opened: Callable[[int, Fraction], Collection[int]] | None = None,
            hold: Callable[[int, decode.Frame, Quality, bytes], Any] | None = None,
            max_pixels: int = 0, max_duration_s: float = 0, flash_filter: bool = True, gradual: bool = False,
            pool: Observer | None = None) -> Detection:
@@ -176,10 +176,12 @@ def detect(path, *, threshold: float = 27.0, min_scene_len: int | float = 15,
         check: called for every frame; may raise to abandon the work (the handler uses it
             for the Lambda deadline).
         progress: `progress(done, total)` is told how far it got (total: 0 when unknown).
-        keep: `keep(frame_count)` may name frames to hold on to (see extract); the
-            Detection's `kept` maps each to `hold(number, frame, quality, thumbnail)` (its
-            Quality and 8x8 thumbnail; a None is not kept), by default its upright
-            BGR image.
+        opened: `opened(frame_count, aspect)` is told, once the video is open and before
+            its first frame, the frame count its header declares (0: unknown) and its
+            pixel aspect (decode.pixel_aspect: frames grabbed during the pass are shaped
+            with it), and may name frames to hold on to (see extract); the Detection's
+            `kept` maps each to `hold(number, frame, quality, thumbnail)` (its Quality and
+            8x8 thumbnail; a None is not kept), by default its upright BGR image.
         max_pixels, max_duration_s: refuse videos too big to be worth decoding (0: no
             limit), from the header when it says so and during decoding when it lied.
         flash_filter: drop the cuts that brief flashes cause (transitions.drop_flash_cuts).
@@ -194,7 +196,7 @@ def detect(path, *, threshold: float = 27.0, min_scene_len: int | float = 15,
     frame left out could hold a cut (or a flash whose min_scene_len merge moves a later
     cut) that no frame around it shows (tests/test_exact.py).
     """
-    options = _Options(threshold, min_scene_len, check, progress, keep, hold,
+    options = _Options(threshold, min_scene_len, check, progress, opened, hold,
                        decode.Limits(max_pixels, max_duration_s), flash_filter, gradual, pool)
     return _detect(path, options)
 
@@ -207,7 +209,8 @@ def _detect(path, options: _Options) -> Detection:
         rate = decode.frame_rate(stream)
         declared = stream.frames
         expected = declared or int((stream.duration or 0) * (stream.time_base or 0) * float(rate))
-        keep = set(options.keep(declared)) if options.keep and declared else set()
+        aspect = decode.pixel_aspect(stream)
+        keep = set(options.opened(declared or 0, aspect)) if options.opened else set()
         scan = _Scan(path, stream, rate, options, keep)
         depth = decode.ahead_depth(stream.codec_context.width, stream.codec_context.height)
         frames = decode.Ahead(decode.decode_every(container, stream), depth=depth)
@@ -253,7 +256,6 @@ def _detect(path, options: _Options) -> Detection:
         min_gap = options.min_scene_len if isinstance(options.min_scene_len, int) else round(options.min_scene_len * rate)
         cuts = sorted(cuts + find_structural_cuts(scan.scores, scan.thumbs, cuts, flashes,
                                                   threshold=options.threshold, min_gap=int(min_gap)))
-    aspect = decode.pixel_aspect(stream)
     width, height = decode.displayed_size(stream.codec_context.width, stream.codec_context.height,
                                           aspect=aspect, rotation=scan.rotation)
     return Detection(

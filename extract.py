@@ -86,8 +86,8 @@ def _extract(path, out_dir, settings, check, progress, contact_sheet):
     best = settings.frame_pick == "best"
     judge = FrameJudge()
     # Frames are written in their displayed shape; pass 1 encodes some as it goes, so
-    # the pixel shape is read from the header first.
-    aspect = decode.video_pixel_aspect(path, max_pixels=settings.max_pixels)
+    # the pixel shape is taken from the header as pass 1 opens the video (`opened`).
+    aspect = None
     options = output.ImageOptions(settings.image_format, settings.jpeg_quality, settings.max_edge)
 
     def encode(number, image, quality, rotation, kind=""):
@@ -105,7 +105,7 @@ def _extract(path, out_dir, settings, check, progress, contact_sheet):
         return encode(number, decode.upright_image(frame), quality, decode.upright_rotation(frame), kind="even-")
 
     near = settings.dedupe_distance if best and settings.dedupe_distance else -1  # -1: no frame is a near-duplicate
-    even = None  # the even fallback's pool, made once the frame count is known
+    even = None  # the even fallback's pool, made once the frame count is known (`opened`)
 
     def even_wanted():
         """Whether the even fallback may still be used: not once "best" has closed twice
@@ -114,8 +114,13 @@ def _extract(path, out_dir, settings, check, progress, contact_sheet):
         nothing on a video with scenes (3 of 7-9 ms each at 720p)."""
         return pool is None or len(pool.chosen) < 2 * settings.min_frames
 
-    def keep(declared):
-        nonlocal even
+    def opened(declared, pixel_aspect):
+        """Told by pass 1 before its first frame. Performance: no second opening of the
+        video for its pixel aspect (6-8 ms, a probe decode of the first frame included)."""
+        nonlocal aspect, even
+        aspect = pixel_aspect
+        if not declared:
+            return ()
         even = choose.EvenPool(declared, min_frames=settings.min_frames, max_frames=settings.max_frames,
                                window=settings.frame_pick_window if best else 0,
                                distance=near, grab=grab_even, wanted=even_wanted)
@@ -129,7 +134,7 @@ def _extract(path, out_dir, settings, check, progress, contact_sheet):
     pool = choose.Candidates(settings.frame_pick_window, grab) if best else None
     detection = detect.detect(
         path, threshold=settings.threshold, min_scene_len=settings.min_scene_len, check=check, progress=progress,
-        keep=keep, hold=lambda *frame: even.hold(*frame),  # noqa: PLW0108 (even: made by keep, later)
+        opened=opened, hold=lambda *frame: even.hold(*frame),  # noqa: PLW0108 (even: made by opened, later)
         max_pixels=settings.max_pixels, max_duration_s=settings.max_duration_s,
         gradual=settings.detect_gradual, flash_filter=settings.detect_gradual, pool=pool)
     scenes = choose.scenes_from_cuts(detection.cuts, detection.frame_count)

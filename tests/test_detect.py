@@ -219,7 +219,7 @@ def test_a_pyav_frame_over_a_numpy_buffer_is_laid_out_as_the_rows_sample_assumes
     with av.open(str(path)) as container:
         decoded = [f for _, f in zip(range(2), container.decode(video=0), strict=False)]
     images = [sampler.small(f, size) for f in decoded]
-    kept, planes = sampler.rows_frame
+    kept, planes = sampler.kept
     assert kept.height == 504 and planes[0].shape[1] == decoded[0].planes[0].line_size
     # The same picture with longer lines (as a decoder with another alignment gives).
     longer = decoded[1].planes[0].line_size + 128
@@ -230,7 +230,7 @@ def test_a_pyav_frame_over_a_numpy_buffer_is_laid_out_as_the_rows_sample_assumes
     relaid = av.VideoFrame.from_numpy_buffer(other, "yuv420p", width=1920)
     relaid.colorspace, relaid.color_range = decoded[1].colorspace, decoded[1].color_range
     again = sampler.small(relaid, size)
-    assert sampler.rows_frame[0] is kept and np.array_equal(again, images[1])
+    assert sampler.kept[0] is kept and np.array_equal(again, images[1])
     expected = cv2.resize(whole.reformat(relaid, format="bgr24").to_ndarray(), size, interpolation=cv2.INTER_LINEAR)
     assert np.array_equal(again, expected)
 
@@ -239,7 +239,7 @@ def test_a_pyav_frame_over_a_numpy_buffer_is_laid_out_as_the_rows_sample_assumes
     sampler, size = decode._Sampler(), decode.small_size(1920, 1350)
     with av.open(str(path)) as container:
         assert sampler.small(next(container.decode(video=0)), size) is not None
-    assert sampler.rows_frame[0].height == 632
+    assert sampler.kept[0].height == 632
 
 
 @pytest.mark.parametrize(("width", "height"), [(1920, 1080), (1280, 720)])
