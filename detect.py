@@ -133,7 +133,7 @@ class Detection:
     width: int  # as displayed (pixel aspect applied, after rotation)
     height: int
     rotation: int  # degrees counter-clockwise that bring a decoded frame upright
-    aspect: Fraction  # sample aspect ratio of the stored frames (decode.pixel_aspect)
+    aspect: Fraction  # sample aspect ratio of the stored frames, as the video opens (decode.pixel_aspect): what pass 1 shapes the frames it writes with
     fps: float
     frame_count: int
     duration_s: float
@@ -179,7 +179,7 @@ def detect(path, *, threshold: float = 27.0, min_scene_len: int | float = 15,
         opened: `opened(frame_count, aspect)` is told, once the video is open and before
             its first frame, the frame count its header declares (0: unknown) and its
             pixel aspect (decode.pixel_aspect: frames grabbed during the pass are shaped
-            with it), and may name frames to hold on to (see extract); the Detection's
+            with it), and may name frames to hold on to (see extract; None: none); the Detection's
             `kept` maps each to `hold(number, frame, quality, thumbnail)` (its Quality and
             8x8 thumbnail; a None is not kept), by default its upright BGR image.
         max_pixels, max_duration_s: refuse videos too big to be worth decoding (0: no
@@ -210,7 +210,7 @@ def _detect(path, options: _Options) -> Detection:
         declared = stream.frames
         expected = declared or int((stream.duration or 0) * (stream.time_base or 0) * float(rate))
         aspect = decode.pixel_aspect(stream)
-        keep = set(options.opened(declared or 0, aspect)) if options.opened else set()
+        keep = set(options.opened(declared or 0, aspect) or ()) if options.opened else set()
         scan = _Scan(path, stream, rate, options, keep)
         depth = decode.ahead_depth(stream.codec_context.width, stream.codec_context.height)
         frames = decode.Ahead(decode.decode_every(container, stream), depth=depth)

@@ -94,6 +94,37 @@ def test_detect_finds_pyscenedetect_s_own_cuts(tmp_path):
     assert theirs == cuts == detect.detect(path).cuts
 
 
+@pytest.mark.parametrize(("container_format", "declared"), [("mp4", 40), ("h264", 0)])
+def test_pass_one_tells_opened_the_frame_count_and_pixel_aspect_before_the_first_frame(
+        tmp_path, container_format, declared):
+    """`opened(frame_count, aspect)` is called once, before any frame is offered: the
+    count the header declares (0 for a raw stream, which declares none) and the stored
+    pixels' aspect (16:11 here). The frames it names are held even when the count is
+    unknown; returning None holds none."""
+    path = tmp_path / f"pal.{container_format}"
+    make_video(path, [20, 20], width=176, height=144, sar=Fraction(16, 11), container_format=container_format)
+    told = []
+
+    class Pool:
+        def offer(self, number, frame, quality):
+            told.append("offer")
+
+        def cut(self, number):
+            pass
+
+        def finish(self, count):
+            pass
+
+    def opened(frame_count, aspect):
+        told.append((frame_count, aspect))
+        return [3]
+
+    detection = detect.detect(path, opened=opened, pool=Pool(), hold=lambda number, *_: f"held {number}")
+    assert told[0] == (declared, Fraction(16, 11)) and told[1:] == ["offer"] * 40
+    assert detection.kept == {3: "held 3"} and detection.aspect == Fraction(16, 11)
+    assert detect.detect(path, opened=lambda frame_count, aspect: None).kept == {}
+
+
 @pytest.mark.parametrize(("width", "height"), [(1280, 720), (1920, 1080)])
 def test_every_frame_s_score_is_pyscenedetect_s(tmp_path, width, height):
     """Pass 1's score of every frame equals what PySceneDetect's SceneManager (OpenCV

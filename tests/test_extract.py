@@ -152,6 +152,28 @@ def test_frames_are_written_in_their_displayed_shape(tmp_path, frame_pick, lengt
     assert frames_of(tmp_path / "out", manifest) == [f["frame"] for f in manifest["frames"]]
 
 
+@pytest.mark.parametrize("frame_pick", ["best", "middle"])
+def test_a_pixel_aspect_changing_part_way_gives_the_manifest_the_shape_the_frames_are_written_in(tmp_path, frame_pick):
+    """A raw H.264 stream whose second half has 16:11 pixels (as a broadcast switching from
+    4:3 to 16:9 does): the frames are shaped with the pixel aspect the video opens with,
+    and the manifest's size is that same shape (found by the adversary: it was the last
+    aspect decoded, 512 wide over frames written 352 wide). The second half is not
+    stretched either: PyAV does not tell a decoded frame's own aspect."""
+    halves = []
+    for number, sar in enumerate((None, Fraction(16, 11))):
+        half = tmp_path / f"half{number}.h264"
+        make_video(half, [20, 20], width=352, height=288, sar=sar, container_format="h264")
+        halves.append(half.read_bytes())
+    path = tmp_path / "switch.h264"
+    path.write_bytes(b"".join(halves))
+    manifest = extract.extract(path, tmp_path / "out", Settings(frame_pick=frame_pick, min_frames=4))
+    assert (manifest["width"], manifest["height"]) == (352, 288)
+    assert len(manifest["frames"]) >= 4
+    for frame in manifest["frames"]:
+        assert (frame["width"], frame["height"]) == (352, 288)
+        assert cv2.imread(str(tmp_path / "out" / frame["file"])).shape[:2] == (288, 352)
+
+
 def test_pixel_shape_follows_rotation_and_max_edge(tmp_path):
     """Stored 192x320 turned 90 degrees with 2:1 pixels: the stored width doubles, and it
     is the upright height: 320x384, then MAX_EDGE brings the long side to 192."""
