@@ -438,8 +438,8 @@ class _Sampler:
     from its own luma and the chroma of its pair. So a small yuv422p frame in which each
     sampled pixel fills a pair of its own (its luma first, its chroma once) converts to
     the sampled pixels, each first in its pair (the second, from a luma of 0, is left
-    out). The frame is kept for the kind (`_pairs_frame`). Full-range yuvj420p frames (full-range x264 and x265
-    streams decode as those) go through yuvj422p, the same way. The luma is every k-th
+    out). The frame is kept for the kind (`_pairs_frame`). Full-range yuvj420p frames
+    (full-range x264 and x265 streams decode as those) go through yuvj422p, the same way. The luma is every k-th
     pixel from (k - 1) / 2 on, the one SceneManager's resize samples (a slice); the chroma
     is OpenCV's INTER_NEAREST_EXACT resize by k/2, which picks source pixel
     floor((x + 0.5) * k / 2): that pixel's 2x2 block's chroma.
@@ -456,16 +456,15 @@ class _Sampler:
     and numpy takes this replaced). The kept frame and one luma copy instead of a new
     frame and each luma twice: about 25 us less a 720p frame on the scanning thread, the
     reading of the frame's sampled lines (cold in the cache: 0.2-0.25 ms) the most of
-    what is left. Rows: 504
-    of 1080 rows converted (896 of 1920 in a portrait frame), 2.9 instead of 6.2 MiB of
-    BGR a frame: 0.9-1.3 ms against 1.1-1.7 ms a frame for the whole conversion and
-    resize, and 8 MiB less peak RSS warm on the 1080x1920 reel (220 against 228, median
-    of 3). The rows are copied whole, padding and all, in one `np.take` into a frame kept
-    for the kind (`_rows_frame`): 0.12 ms a reel frame, where a new frame and a copy
-    through a temporary took 0.25 (and copying only the picture's width 0.5-0.8); the
-    reel warm 5.81 -> 5.64 s (4 interleaved rounds, every one faster). Leaving out the columns
-    nothing reads as well costs more than it saves: gathering them took OpenCV's remap
-    0.66 ms a frame, numpy 0.5.
+    what is left. Rows: 504 of 1080 rows converted (896 of 1920 in a portrait frame),
+    2.9 instead of 6.2 MiB of BGR a frame: 0.9-1.3 ms against 1.1-1.7 ms a frame for the
+    whole conversion and resize, and 8 MiB less peak RSS warm on the 1080x1920 reel (220
+    against 228, median of 3). The rows are copied whole, padding and all, in one
+    `np.take` into a frame kept for the kind (`_rows_frame`): 0.12 ms a reel frame,
+    where a new frame and a copy through a temporary took 0.25 (and copying only the
+    picture's width 0.5-0.8); the reel warm 5.81 -> 5.64 s (4 interleaved rounds, every
+    one faster). Leaving out the columns nothing reads as well costs more than it saves:
+    gathering them took OpenCV's remap 0.66 ms a frame, numpy 0.5.
     """
 
     def __init__(self, whole: VideoReformatter | None = None):

@@ -133,7 +133,7 @@ class Detection:
     width: int  # as displayed (pixel aspect applied, after rotation)
     height: int
     rotation: int  # degrees counter-clockwise that bring a decoded frame upright
-    aspect: Fraction  # sample aspect ratio of the stored frames, as the video opens (decode.pixel_aspect): what pass 1 shapes the frames it writes with
+    aspect: Fraction  # stored pixels' aspect as the video opens (decode.pixel_aspect): the frames are written with it
     fps: float
     frame_count: int
     duration_s: float
@@ -179,9 +179,10 @@ def detect(path, *, threshold: float = 27.0, min_scene_len: int | float = 15,
         opened: `opened(frame_count, aspect)` is told, once the video is open and before
             its first frame, the frame count its header declares (0: unknown) and its
             pixel aspect (decode.pixel_aspect: frames grabbed during the pass are shaped
-            with it), and may name frames to hold on to (see extract; None: none); the Detection's
-            `kept` maps each to `hold(number, frame, quality, thumbnail)` (its Quality and
-            8x8 thumbnail; a None is not kept), by default its upright BGR image.
+            with it), and may name frames to hold on to (see extract; None: none); the
+            Detection's `kept` maps each to `hold(number, frame, quality, thumbnail)` (its
+            Quality and 8x8 thumbnail; a None is not kept), by default its upright BGR
+            image.
         max_pixels, max_duration_s: refuse videos too big to be worth decoding (0: no
             limit), from the header when it says so and during decoding when it lied.
         flash_filter: drop the cuts that brief flashes cause (transitions.drop_flash_cuts).
