@@ -439,10 +439,10 @@ class _Sampler:
     sampled pixel fills a pair of its own (its luma first, its chroma once) converts to
     the sampled pixels, each first in its pair (the second, from a luma of 0, is left
     out). The frame is kept for the kind (`_pairs_frame`). Full-range yuvj420p frames
-    (full-range x264 and x265 streams decode as those) go through yuvj422p, the same way. The luma is every k-th
-    pixel from (k - 1) / 2 on, the one SceneManager's resize samples (a slice); the chroma
-    is OpenCV's INTER_NEAREST_EXACT resize by k/2, which picks source pixel
-    floor((x + 0.5) * k / 2): that pixel's 2x2 block's chroma.
+    (full-range x264 and x265 streams decode as those) go through yuvj422p, the same
+    way. The luma is every k-th pixel from (k - 1) / 2 on, the one SceneManager's resize
+    samples (a slice); the chroma is OpenCV's INTER_NEAREST_EXACT resize by k/2, which
+    picks source pixel floor((x + 0.5) * k / 2): that pixel's 2x2 block's chroma.
 
     Rows: elsewhere, where the rows the resize reads can be laid out in a smaller frame
     (`linear_rows`: 1920x1080 and 1080x1920, shrunk by 7.5; 2560x1440 by 10; not
@@ -529,7 +529,6 @@ class _Sampler:
             else:  # lines laid out otherwise than the kind's first frame's
                 width = min(plane.line_size, out.shape[1])
                 out[:, :width] = lines[read, :width]
-        sample.colorspace, sample.color_range = frame.colorspace, frame.color_range
         bgr = bgr_image(sample, self.reformatter)[:len(rows.luma)]
         return cv2.resize(bgr, size, interpolation=cv2.INTER_LINEAR)
 
@@ -550,8 +549,9 @@ def _pairs_frame(frame: av.VideoFrame, size: tuple[int, int]) -> tuple[av.VideoF
 
 
 def _rows_frame(frame: av.VideoFrame, count: int) -> tuple[av.VideoFrame, list[np.ndarray]]:
-    """A frame for `count` rows of `frame` (its width, format and line sizes) over a numpy
-    buffer (`av.VideoFrame.from_numpy_buffer`), and its planes as arrays of lines.
+    """A frame for `count` rows of frames like `frame` (its width, format, line sizes,
+    colour space and range) over a numpy buffer (`av.VideoFrame.from_numpy_buffer`), and
+    its planes as arrays of lines.
     PyAV takes a 4:2:0 frame's height as its buffer's rows // 6 * 4, its chroma lines as
     half the luma's: the frame has `count` rows made a multiple of 4 (1920x1350's 630
     sampled rows: 632), the 2 rows more left out after the conversion (swscale converts
@@ -559,6 +559,7 @@ def _rows_frame(frame: av.VideoFrame, count: int) -> tuple[av.VideoFrame, list[n
     line = frame.planes[0].line_size + frame.planes[0].line_size % 2
     buffer = np.zeros((-(-count // 4) * 4 * 3 // 2, line), np.uint8)
     held = av.VideoFrame.from_numpy_buffer(buffer, frame.format.name, width=frame.width)
+    held.colorspace, held.color_range = frame.colorspace, frame.color_range
     return held, [np.frombuffer(plane, np.uint8).reshape(-1, plane.line_size) for plane in held.planes]
 
 

@@ -329,6 +329,29 @@ def test_interlaced_frames_are_converted_whole_after_a_flat_first_frame_too(tmp_
             assert sampler.small(frame, size) is None
 
 
+@pytest.mark.parametrize(("width", "height"), [(1280, 720), (1920, 1080)])
+def test_the_sampler_s_kept_frame_follows_the_colour_space_and_range_changing_part_way(tmp_path, width, height):
+    """The pixels and rows samples keep a frame per kind of frame, tagged with its colour
+    space and range (decode._pairs_frame, decode._rows_frame). A stream whose tags change
+    part way gets a new one at each change: every frame equals its whole conversion, and
+    the sampler stays on."""
+    import av
+
+    import decode
+
+    path = tmp_path / "tags.mp4"
+    make_video(path, [3, 3], width=width, height=height, bframes=0)
+    sampler, size, whole = decode._Sampler(), decode.small_size(width, height), av.video.reformatter.VideoReformatter()
+    tags = [(1, 1), (5, 1), (1, 2), (5, 2), (1, 1), (5, 1)]  # (colour space, range): BT.709, BT.601; limited, full
+    with av.open(str(path)) as container:
+        for frame, (colorspace, color_range) in zip(container.decode(video=0), tags, strict=True):
+            frame.colorspace, frame.color_range = colorspace, color_range
+            sampled = sampler.small(frame, size)
+            assert sampled is not None and sampler.kept[0].colorspace == colorspace
+            expected = cv2.resize(whole.reformat(frame, format="bgr24").to_ndarray(), size, interpolation=cv2.INTER_LINEAR)
+            assert np.array_equal(sampled, expected)
+
+
 def test_the_sampler_checks_frames_until_one_that_would_show_a_wrong_sample(tmp_path):
     """decode._Sampler compares its image with the whole conversion frame by frame until a
     frame that is not flat (decode.telling) has matched: a black first frame proves nothing."""

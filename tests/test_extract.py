@@ -152,6 +152,19 @@ def test_frames_are_written_in_their_displayed_shape(tmp_path, frame_pick, lengt
     assert frames_of(tmp_path / "out", manifest) == [f["frame"] for f in manifest["frames"]]
 
 
+def test_the_default_extraction_opens_the_video_once(tmp_path, monkeypatch):
+    """FRAME_PICK=best, its scenes' frames chosen in pass 1: the video is opened (and
+    probed, a first frame decoded) once, its pixel aspect told by pass 1 (detect's
+    `opened`), not read by a second opening of its own."""
+    path = tmp_path / "pal.mp4"
+    make_video(path, [20, 20, 20], width=176, height=144, sar=Fraction(16, 11))
+    opened, real_open = [], decode.av.open
+    monkeypatch.setattr(decode.av, "open", lambda *args, **kwargs: opened.append(args[0]) or real_open(*args, **kwargs))
+    manifest = extract.extract(path, tmp_path / "out")
+    assert opened == [str(path)]
+    assert {(f["width"], f["height"]) for f in manifest["frames"]} == {(256, 144)}
+
+
 @pytest.mark.parametrize("frame_pick", ["best", "middle"])
 def test_a_pixel_aspect_changing_part_way_gives_the_manifest_the_shape_the_frames_are_written_in(tmp_path, frame_pick):
     """A raw H.264 stream whose second half has 16:11 pixels (as a broadcast switching from
