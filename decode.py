@@ -521,8 +521,8 @@ class _Sampler:
         if self.kept is None:
             self.kept = _rows_frame(frame, len(rows.luma))
         sample, into = self.kept
-        for index, read in enumerate((rows.luma, rows.chroma, rows.chroma)):
-            plane, out = frame.planes[index], into[index][:len(read)]
+        for plane, read, lines_of in zip(frame.planes, (rows.luma, rows.chroma, rows.chroma), into, strict=True):
+            out = lines_of[:len(read)]
             lines = np.frombuffer(plane, np.uint8).reshape(-1, plane.line_size)
             if plane.line_size == out.shape[1]:  # whole lines, padding and all, in one copy
                 np.take(lines, read, axis=0, out=out, mode="clip")  # in range: "raise" would copy through a buffer

@@ -9,8 +9,9 @@ from conftest import ROOT
 
 sys.path.insert(0, str(ROOT / "bench"))
 
-import bench  # noqa: E402
-import lambda_env  # noqa: E402
+import lambda_env
+
+import bench
 
 
 def test_the_settled_page_cache_covers_every_library_the_service_maps():
